@@ -1,0 +1,49 @@
+# Flows Console: `make run` (console with demo data) and `make test` (the whole suite) do all the set-up.
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell sha256sum requirements.lock | cut -c1-12)
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: help venv db run test lint format stop lock
+
+help:  ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.lock
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements.lock
+	@rm -f $(VENV)/.installed-* && touch $@
+
+venv: $(STAMP)  ## Create the virtualenv with the locked dependencies
+
+db: venv  ## Start the embedded PostgreSQL (only when DATABASE_URL is unset)
+	@$(PY) scripts/devdb.py ensure
+
+run: db  ## Migrate, load demo data, print a staff login and serve http://127.0.0.1:8000/admin/
+	$(PY) manage.py migrate --no-input
+	$(PY) manage.py seed_demo
+	$(PY) manage.py ensure_dev_superuser --url http://$(HOST):$(PORT)/admin/
+	@trap 'echo; echo "Console stopped. The database keeps running: make stop stops it."; exit 0' INT; \
+		$(PY) manage.py runserver $(HOST):$(PORT)
+
+test: db  ## Run the whole test suite against real PostgreSQL
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: venv  ## ruff lint and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: venv  ## Apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+stop: venv  ## Stop the embedded PostgreSQL
+	@$(PY) scripts/devdb.py stop
+
+lock: venv  ## Re-pin requirements.lock from requirements.in (needs pip-tools)
+	$(PY) -m pip install --quiet pip-tools
+	$(VENV)/bin/pip-compile --quiet --generate-hashes --strip-extras --no-emit-index-url --no-emit-find-links \
+		--output-file requirements.lock requirements.in

@@ -1,0 +1,11 @@
+"""App configuration for the audit trail."""
+
+from django.apps import AppConfig
+
+
+class AuditConfig(AppConfig):
+    name = "audit"
+    verbose_name = "Audit trail"
+
+    def ready(self):
+        from audit import signals  # noqa: F401, PLC0415 - staff login/logout/failed-login receivers

@@ -1,0 +1,72 @@
+"""AuditEvent: one append-only row per change, hash-chained per client so tampering is detectable."""
+
+from django.db import models
+
+# The event vocabulary, for the admin's action filter and for readers of the trail.
+KNOWN_ACTIONS = [
+    "client.created",
+    "client.updated",
+    "client.deactivated",
+    "client.reactivated",
+    "application.created",
+    "application.updated",
+    "staff.login",
+    "staff.logout",
+    "staff.login_failed",
+    "staff.user_created",
+    "staff.password_reset",
+]
+
+
+class AuditEvent(models.Model):
+    """Who did what to which object, when, from where. Never updated or deleted (a trigger refuses it)."""
+
+    tenant_key = "client_id"
+
+    class ActorType(models.TextChoices):
+        USER = "user", "Staff user"
+        SYSTEM = "system", "System / command line"
+        API_KEY = "api_key", "API key"
+
+    id = models.BigAutoField(primary_key=True)
+    occurred_at = models.DateTimeField(db_default=models.functions.Now())
+    # No foreign key: events outlive the clients they mention (erasure keeps the trail).
+    client_id = models.UUIDField(null=True, blank=True)
+    client_code = models.CharField(max_length=50, blank=True)
+    actor_type = models.CharField(max_length=10, choices=ActorType.choices)
+    actor_id = models.CharField(max_length=64, blank=True)
+    actor_label = models.CharField(max_length=200, blank=True)
+    action = models.CharField(max_length=64)
+    target_type = models.CharField(max_length=64, blank=True)
+    target_id = models.CharField(max_length=64, blank=True)
+    target_label = models.CharField(max_length=200, blank=True)
+    changes = models.JSONField(default=dict, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=400, blank=True)
+    request_id = models.CharField(max_length=64, blank=True)
+    # Tamper evidence: events form one hash chain per client (or one for platform-wide events),
+    # so writers for different clients never wait on each other.
+    chain = models.CharField(max_length=40)
+    seq = models.BigIntegerField()
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["-occurred_at", "-id"]
+        constraints = [
+            # client_id leads every unique constraint on a tenant table (DESIGN §4, §15).
+            models.UniqueConstraint(
+                fields=["client_id", "chain", "seq"], name="auditevent_chain_seq_key", nulls_distinct=False
+            )
+        ]
+        indexes = [
+            models.Index(fields=["client_id", "-occurred_at", "-id"], name="auditevent_client_time"),
+            models.Index(fields=["-occurred_at", "-id"], name="auditevent_time"),
+            models.Index(fields=["action", "-occurred_at"], name="auditevent_action_time"),
+            models.Index(fields=["actor_type", "actor_id", "-occurred_at"], name="auditevent_actor_time"),
+            models.Index(fields=["target_type", "target_id"], name="auditevent_target"),
+        ]
+        permissions = [("export_auditevent", "Can export audit events")]
+
+    def __str__(self):
+        return f"{self.action} #{self.id}"

@@ -1,0 +1,1 @@
+"""Clients (tenants), their tiers and applications; the tenancy machinery and database roles."""

@@ -1,0 +1,208 @@
+"""Staff console pages for tiers, clients and applications. Every write goes through clients.services."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import Count
+from django.http import HttpResponseRedirect
+from django.urls import reverse
+from django.utils.html import format_html
+
+from clients import services
+from clients.configuration import configuration_errors
+from clients.models import Application, Client, Tier
+from clients.selectors import client_usage, tier_fit_problems
+from config.admin import confirmed_action
+from config.errors import FlowsError
+
+
+class ServiceAdminMixin:
+    """Saves go through a service; a domain error the form could not foresee (a race) is shown, not a 500."""
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except FlowsError as error:
+            self.message_user(request, error.message, messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # clients and applications are deactivated or disabled, not deleted
+
+
+@admin.register(Tier)
+class TierAdmin(admin.ModelAdmin):
+    """Read-only: tiers are defined in clients/tiers.json and seeded by a migration."""
+
+    list_display = ["name", "code", "max_users", "storage_gb", "max_applications", "feature_list", "client_count"]
+    ordering = ["rank"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(client_count=Count("clients"))
+
+    @admin.display(description="features")
+    def feature_list(self, tier):
+        return ", ".join(tier.features)
+
+    @admin.display(description="clients", ordering="client_count")
+    def client_count(self, tier):
+        return tier.client_count
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class ApplicationInline(admin.TabularInline):
+    model = Application
+    fields = ["app_code", "name", "status", "feature_list", "updated_at"]
+    readonly_fields = fields
+    show_change_link = True
+    extra = 0
+    can_delete = False
+
+    @admin.display(description="features")
+    def feature_list(self, application):
+        return ", ".join(application.features) or "—"
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class ClientForm(forms.ModelForm):
+    class Meta:
+        model = Client
+        fields = ["code", "legal_name", "domain", "region", "tier"]
+
+    def clean(self):
+        cleaned = super().clean()
+        tier = cleaned.get("tier")
+        changing_tier = self.instance.pk and tier and tier.pk != self.instance.tier_id
+        if changing_tier and (problems := tier_fit_problems(client_usage(self.instance), tier)):
+            self.add_error("tier", f"The client does not fit tier {tier.code}: {'; '.join(problems)}.")
+        return cleaned
+
+
+def _deactivate(*, actor, obj, reason):
+    services.deactivate_client(actor=actor, client=obj, reason=reason)
+
+
+def _reactivate(*, actor, obj, reason):
+    services.reactivate_client(actor=actor, client=obj)
+
+
+@admin.register(Client)
+class ClientAdmin(ServiceAdminMixin, admin.ModelAdmin):
+    form = ClientForm
+    list_display = ["code", "legal_name", "domain", "region", "tier", "status", "application_count", "created_at"]
+    list_filter = ["status", "tier", "region"]
+    search_fields = ["code", "legal_name", "domain"]
+    list_select_related = ["tier"]
+    readonly_fields = ["id", "status", "deactivated_at", "created_at", "updated_at", "usage"]
+    inlines = [ApplicationInline]
+    actions = [
+        confirmed_action(
+            description="Deactivate selected clients",
+            verb="deactivate",
+            service=_deactivate,
+            asks_reason=True,
+            warning="Their applications stop working until the clients are reactivated.",
+        ),
+        confirmed_action(description="Reactivate selected clients", verb="reactivate", service=_reactivate),
+    ]
+    show_full_result_count = False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(application_count=Count("applications"))
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*self.readonly_fields, "code"] if obj else self.readonly_fields
+
+    def get_fieldsets(self, request, obj=None):
+        main = ["code", "legal_name", "domain", "region", "tier"]
+        if obj is None:
+            return [(None, {"fields": main})]
+        return [
+            (None, {"fields": main}),
+            ("Status and usage", {"fields": ["status", "deactivated_at", "usage", "id", "created_at", "updated_at"]}),
+        ]
+
+    @admin.display(description="applications", ordering="application_count")
+    def application_count(self, client):
+        return client.application_count
+
+    @admin.display(description="usage")
+    def usage(self, client):
+        usage = client_usage(client)
+        return f"{usage.applications} of {client.tier.max_applications} applications"
+
+    def save_model(self, request, obj, form, change):
+        data = {name: form.cleaned_data[name] for name in ("legal_name", "domain", "region", "tier")}
+        if change:
+            services.update_client(actor=request.user, client=obj, **data)
+        else:
+            created = services.create_client(actor=request.user, code=form.cleaned_data["code"], **data)
+            obj.pk, obj._state = created.pk, created._state
+
+    def save_related(self, request, form, formsets, change):
+        """The application inline is read-only: applications are configured on their own page."""
+
+
+class ApplicationForm(forms.ModelForm):
+    class Meta:
+        model = Application
+        fields = ["client", "app_code", "name", "configuration", "features", "status"]
+        help_texts = {"features": "Comma-separated; must be features of the client's tier."}
+
+    def clean(self):
+        cleaned = super().clean()
+        configuration = cleaned.get("configuration")
+        if configuration is not None and (errors := configuration_errors(configuration)):
+            self.add_error("configuration", errors)
+        client = cleaned.get("client") or getattr(self.instance, "client", None)
+        features = cleaned.get("features") or []
+        if client and (missing := sorted(set(features) - set(client.tier.features))):
+            self.add_error("features", f"Not in tier {client.tier.code}: {', '.join(missing)}.")
+        return cleaned
+
+
+@admin.register(Application)
+class ApplicationAdmin(ServiceAdminMixin, admin.ModelAdmin):
+    form = ApplicationForm
+    list_display = ["app_code", "name", "client_link", "status", "feature_list", "updated_at"]
+    list_filter = ["status", "app_code", "client__tier"]
+    search_fields = ["app_code", "name", "client__code"]
+    list_select_related = ["client"]
+    autocomplete_fields = ["client"]
+    readonly_fields = ["id", "created_at", "updated_at"]
+    show_full_result_count = False
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*self.readonly_fields, "client", "app_code"] if obj else self.readonly_fields
+
+    @admin.display(description="client", ordering="client__code")
+    def client_link(self, application):
+        url = reverse("admin:clients_client_change", args=[application.client_id])
+        return format_html('<a href="{}">{}</a>', url, application.client.code)
+
+    @admin.display(description="features")
+    def feature_list(self, application):
+        return ", ".join(application.features) or "—"
+
+    def save_model(self, request, obj, form, change):
+        application = services.configure_application(
+            actor=request.user,
+            client=form.cleaned_data.get("client") or obj.client,
+            app_code=form.cleaned_data.get("app_code") or obj.app_code,
+            name=form.cleaned_data["name"],
+            configuration=form.cleaned_data["configuration"],
+            features=form.cleaned_data["features"],
+            status=form.cleaned_data["status"],
+        )
+        obj.pk, obj._state = application.pk, application._state

@@ -1,0 +1,289 @@
+"""Database roles, grants and Row Level Security policies: declared here, applied after every `migrate`.
+
+This module is the one place a DBA reads to know who may do what. `apply()` converges the
+database to these declarations (idempotent; it runs on every `migrate` as the owner), and
+`verify()` reports every difference that matters for isolation (used by the `clients.E001`
+system check, `health_check` and the invariant tests).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from django.apps import apps
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from psycopg import sql
+
+log = logging.getLogger(__name__)
+
+DML = "SELECT, INSERT, UPDATE, DELETE"
+
+# Staff side. No DELETE on clients (they are deactivated or erased, never deleted) and only
+# INSERT + SELECT on the audit trail.
+CONSOLE_GRANTS: dict[str, str] = {
+    "clients.Tier": "SELECT",
+    "clients.Client": "SELECT, INSERT, UPDATE",
+    "clients.Application": DML,
+    "audit.AuditEvent": "SELECT, INSERT",
+    "auth.User": DML,
+    "auth.User_groups": DML,
+    "auth.User_user_permissions": DML,
+    "auth.Group": DML,
+    "auth.Group_permissions": DML,
+    "auth.Permission": "SELECT",
+    "contenttypes.ContentType": "SELECT, INSERT",
+    "sessions.Session": DML,
+    "admin.LogEntry": "SELECT, INSERT, DELETE",
+    "django_migrations": "SELECT",  # health_check reports unapplied migrations
+}
+
+# The Flows applications' role: tenant tables only, every row filtered by RLS; tiers are global
+# read-only reference data. No TRUNCATE, REFERENCES or TRIGGER anywhere.
+APP_GRANTS: dict[str, str] = {
+    "clients.Tier": "SELECT",
+    "clients.Client": "SELECT",
+    "clients.Application": DML,
+    "audit.AuditEvent": "SELECT, INSERT",
+}
+# Tables the app role may read without RLS: global, identical for every client.
+APP_GLOBAL_TABLES = {"clients.Tier"}
+
+APP_POLICY = "tenant_isolation"
+CONSOLE_POLICY = "console_all"
+# The exact policy shape (DESIGN §4): the (SELECT …) wrapper makes it an InitPlan evaluated once
+# per statement; no OR/CASE bypass, no bypass flag. Unset or empty means no rows.
+APP_POLICY_EXPRESSION = "{column} = (SELECT nullif(current_setting('app.client_id', true), '')::uuid)"
+
+
+def tenant_models() -> list:
+    """Models under Row Level Security: those declaring `tenant_key` (the column holding the client id)."""
+    return [model for model in apps.get_models() if getattr(model, "tenant_key", None)]
+
+
+def table_name(label: str) -> str:
+    if "." not in label:
+        return label
+    return apps.get_model(label)._meta.db_table
+
+
+def _roles() -> dict[str, str]:
+    """Role name → password (may be empty: then an existing password is left as it is)."""
+    databases = settings.DATABASES
+    return {
+        settings.CONSOLE_ROLE: databases[settings.CONSOLE_DB_ALIAS].get("PASSWORD", ""),
+        settings.APP_ROLE: databases[settings.TENANT_DB_ALIAS].get("PASSWORD", ""),
+    }
+
+
+def on_post_migrate(sender, using=DEFAULT_DB_ALIAS, **kwargs):
+    if sender.name == "clients" and using == DEFAULT_DB_ALIAS:
+        apply(using=using)
+
+
+def apply(*, using: str = DEFAULT_DB_ALIAS) -> None:
+    """Create or update the runtime roles, grants and policies. Idempotent; runs as the owner."""
+    connection = connections[using]
+    existing = set(connection.introspection.table_names())
+    with transaction.atomic(using=using), connection.cursor() as cursor:
+        for role, password in _roles().items():
+            _ensure_role(cursor, role, password)
+        roles = [sql.Identifier(role) for role in _roles()]
+        role_list = sql.SQL(", ").join(roles)
+        database = sql.Identifier(connection.settings_dict["NAME"])
+        cursor.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(database))
+        cursor.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(database, role_list))
+        cursor.execute(sql.SQL("REVOKE CREATE ON SCHEMA public FROM PUBLIC"))
+        cursor.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(role_list))
+        cursor.execute(sql.SQL("REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA public FROM PUBLIC"))
+        cursor.execute(sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC"))
+
+        # Start from nothing on every table, then grant exactly what is declared.
+        for table in sorted(existing):
+            cursor.execute(sql.SQL("REVOKE ALL ON TABLE {} FROM PUBLIC, {}").format(sql.Identifier(table), role_list))
+        for role, grants in ((settings.CONSOLE_ROLE, CONSOLE_GRANTS), (settings.APP_ROLE, APP_GRANTS)):
+            for label, privileges in grants.items():
+                table = table_name(label)
+                if table in existing:
+                    cursor.execute(
+                        sql.SQL("GRANT {} ON TABLE {} TO {}").format(
+                            sql.SQL(privileges), sql.Identifier(table), sql.Identifier(role)
+                        )
+                    )
+        for model in tenant_models():
+            if model._meta.db_table in existing:
+                _ensure_policies(cursor, model)
+    log.info("database roles, grants and row level security policies applied")
+
+
+def _ensure_role(cursor, role: str, password: str) -> None:
+    cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role])
+    verb = "ALTER" if cursor.fetchone() else "CREATE"
+    statement = sql.SQL(
+        "{} ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS NOINHERIT"
+    ).format(sql.SQL(verb), sql.Identifier(role))
+    if password:
+        statement = sql.SQL("{} PASSWORD {}").format(statement, sql.Literal(password))
+    cursor.execute(statement)
+
+
+def _ensure_policies(cursor, model) -> None:
+    table = sql.Identifier(model._meta.db_table)
+    expression = sql.SQL(APP_POLICY_EXPRESSION.format(column=model.tenant_key))
+    cursor.execute(sql.SQL("ALTER TABLE {} ENABLE ROW LEVEL SECURITY").format(table))
+    cursor.execute(sql.SQL("ALTER TABLE {} FORCE ROW LEVEL SECURITY").format(table))
+    for name, role, condition in (
+        (APP_POLICY, settings.APP_ROLE, expression),
+        (CONSOLE_POLICY, settings.CONSOLE_ROLE, sql.SQL("true")),
+    ):
+        cursor.execute(
+            "SELECT 1 FROM pg_policies WHERE schemaname = 'public' AND tablename = %s AND policyname = %s",
+            [model._meta.db_table, name],
+        )
+        if cursor.fetchone():
+            statement = "ALTER POLICY {name} ON {table} TO {role} USING ({condition}) WITH CHECK ({condition})"
+        else:
+            statement = (
+                "CREATE POLICY {name} ON {table} AS PERMISSIVE FOR ALL TO {role} "
+                "USING ({condition}) WITH CHECK ({condition})"
+            )
+        cursor.execute(
+            sql.SQL(statement).format(
+                name=sql.Identifier(name), table=table, role=sql.Identifier(role), condition=condition
+            )
+        )
+
+
+# --- Verification --------------------------------------------------------------------------------
+
+
+def normalise_expression(text: str | None) -> str:
+    """Compare policy expressions as PostgreSQL prints them, ignoring casts, quoting, case and layout."""
+    text = (text or "").lower()
+    text = re.sub(r"::(text|uuid)", "", text)
+    text = re.sub(r'\s+as\s+"?\w+"?', "", text)
+    return re.sub(r"[\s()\"]", "", text)
+
+
+def expected_app_expression(model) -> str:
+    return normalise_expression(APP_POLICY_EXPRESSION.format(column=model.tenant_key))
+
+
+def verify(*, using: str = settings.CONSOLE_DB_ALIAS) -> list[str]:
+    """Every isolation problem in the database, one precise line each; empty when all is well."""
+    with connections[using].cursor() as cursor:
+        return [
+            *_verify_roles(cursor),
+            *_verify_app_privileges(cursor),
+            *_verify_tenant_coverage(cursor),
+            *(
+                problem
+                for table, model in sorted(_tenant_tables().items())
+                for problem in _verify_table(cursor, table, model, settings.APP_ROLE, settings.CONSOLE_ROLE)
+            ),
+        ]
+
+
+def _tenant_tables() -> dict:
+    return {model._meta.db_table: model for model in tenant_models()}
+
+
+def _verify_roles(cursor) -> list[str]:
+    app_role, console_role = settings.APP_ROLE, settings.CONSOLE_ROLE
+    cursor.execute(
+        "SELECT rolname, rolsuper, rolbypassrls, rolcreaterole, rolcreatedb, rolinherit "
+        "FROM pg_roles WHERE rolname = ANY(%s)",
+        [[app_role, console_role]],
+    )
+    found = {row[0]: row[1:] for row in cursor.fetchall()}
+    problems = []
+    for role in (app_role, console_role):
+        if role not in found:
+            problems.append(f"role {role} does not exist (run migrate)")
+            continue
+        flags = dict(zip(("SUPERUSER", "BYPASSRLS", "CREATEROLE", "CREATEDB", "INHERIT"), found[role], strict=True))
+        problems += [f"role {role} has {flag}" for flag, held in flags.items() if held and flag != "INHERIT"]
+        if role == app_role and flags["INHERIT"]:
+            problems.append(f"role {role} has INHERIT (must be NOINHERIT)")
+    cursor.execute(
+        "SELECT count(*) FROM pg_class WHERE relowner = (SELECT oid FROM pg_roles WHERE rolname = %s)", [app_role]
+    )
+    if owned := cursor.fetchone()[0]:
+        problems.append(f"role {app_role} owns {owned} relation(s)")
+    return problems
+
+
+def _verify_app_privileges(cursor) -> list[str]:
+    app_role = settings.APP_ROLE
+    cursor.execute(
+        "SELECT c.relname, has_table_privilege(%(role)s, c.oid, 'TRUNCATE'),"
+        " has_table_privilege(%(role)s, c.oid, 'REFERENCES'), has_table_privilege(%(role)s, c.oid, 'TRIGGER'),"
+        " has_table_privilege(%(role)s, c.oid, 'SELECT, INSERT, UPDATE, DELETE')"
+        " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm')",
+        {"role": app_role},
+    )
+    declared = {table_name(label) for label in APP_GRANTS}
+    problems = []
+    for table, truncate, references, trigger, any_dml in cursor.fetchall():
+        for privilege, held in (("TRUNCATE", truncate), ("REFERENCES", references), ("TRIGGER", trigger)):
+            if held:
+                problems.append(f"role {app_role} has {privilege} on {table}")
+        if any_dml and table not in declared:
+            problems.append(f"role {app_role} has privileges on {table}, which is not declared in APP_GRANTS")
+    return problems
+
+
+def _verify_tenant_coverage(cursor) -> list[str]:
+    """Every table with a client_id is a tenant model, and everything granted to the app role is one."""
+    tenant_tables = _tenant_tables()
+    cursor.execute(
+        "SELECT DISTINCT c.table_name FROM information_schema.columns c "
+        "JOIN information_schema.tables t USING (table_schema, table_name) "
+        "WHERE c.table_schema = 'public' AND c.column_name = 'client_id' AND t.table_type = 'BASE TABLE'"
+    )
+    problems = [
+        f"table {table} has a client_id column but its model does not declare tenant_key"
+        for (table,) in cursor.fetchall()
+        if table not in tenant_tables
+    ]
+    problems += [
+        f"{label} is granted to {settings.APP_ROLE} but is not a tenant model under RLS"
+        for label in APP_GRANTS
+        if label not in APP_GLOBAL_TABLES and table_name(label) not in tenant_tables
+    ]
+    return problems
+
+
+def _verify_table(cursor, table: str, model, app_role: str, console_role: str) -> list[str]:
+    cursor.execute(
+        "SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = to_regclass(%s)", [f"public.{table}"]
+    )
+    row = cursor.fetchone()
+    if row is None:
+        return [f"table {table} does not exist (run migrate)"]
+    problems = []
+    if not row[0]:
+        problems.append(f"table {table}: row level security is not enabled")
+    if not row[1]:
+        problems.append(f"table {table}: row level security is not forced")
+    cursor.execute(
+        "SELECT policyname, permissive, roles::text[], cmd, qual, with_check FROM pg_policies "
+        "WHERE schemaname = 'public' AND tablename = %s",
+        [table],
+    )
+    policies = cursor.fetchall()
+    app_policies = [p for p in policies if app_role in p[2] or "public" in p[2]]
+    console_policies = [p for p in policies if console_role in p[2]]
+    expected = expected_app_expression(model)
+    if len(app_policies) != 1:
+        problems.append(f"table {table}: expected exactly one policy for {app_role}, found {len(app_policies)}")
+    for name, permissive, roles, cmd, qual, with_check in app_policies:
+        if permissive != "PERMISSIVE" or cmd != "ALL" or roles != [app_role]:
+            problems.append(f"table {table}: policy {name} must be PERMISSIVE, FOR ALL, TO {app_role} only")
+        if normalise_expression(qual) != expected or normalise_expression(with_check) != expected:
+            problems.append(f"table {table}: policy {name} does not have the exact tenant shape ({qual!r})")
+    if len(console_policies) != 1:
+        problems.append(f"table {table}: expected exactly one policy for {console_role}, found {len(console_policies)}")
+    return problems

@@ -1,0 +1,56 @@
+"""manage.py client_status: a client's tier, limits and usage, applications and recent audit events."""
+
+from clients.management.commands.create_client import client_data
+from clients.models import Application
+from clients.selectors import client_usage, get_client, recent_events
+from config.commands import FlowsCommand, Result
+
+
+class Command(FlowsCommand):
+    help = "Show a client's tier, limits and usage, applications and recent audit events."
+    example = "manage.py client_status acme --json"
+
+    def add_arguments(self, parser):
+        self.add_client_argument(parser)
+        parser.add_argument("--events", type=int, default=10, help="How many recent audit events (default 10).")
+
+    def run(self, **options):
+        client = get_client(options["client"])
+        tier, usage = client.tier, client_usage(client)
+        applications = list(Application.objects.filter(client_id=client.pk).order_by("app_code"))
+        events = list(recent_events(client, limit=max(0, options["events"])))
+        data = client_data(client)
+        data["tier"] = {
+            "code": tier.code,
+            "max_users": tier.max_users,
+            "storage_gb": tier.storage_gb,
+            "max_applications": tier.max_applications,
+            "features": tier.features,
+        }
+        data["usage"] = {"applications": usage.applications}
+        data["applications"] = [
+            {"app_code": a.app_code, "name": a.name, "status": a.status, "features": a.features} for a in applications
+        ]
+        data["recent_events"] = [
+            {
+                "occurred_at": e.occurred_at.isoformat(),
+                "action": e.action,
+                "actor": e.actor_label,
+                "target": e.target_label,
+            }
+            for e in events
+        ]
+        lines = [
+            f"{client.code}  {client.legal_name}  ({client.domain})",
+            f"  status {client.status}, region {client.region}, created {client.created_at:%Y-%m-%d}",
+            f"  tier {tier.name}: users ≤ {tier.max_users}, storage {tier.storage_gb} GB, "
+            f"applications {usage.applications}/{tier.max_applications}",
+            f"  tier features: {', '.join(tier.features) or '—'}",
+            "Applications:",
+            *[f"  {a.app_code:<16} {a.status:<9} {a.name}  [{', '.join(a.features)}]" for a in applications],
+            *(["  (none)"] if not applications else []),
+            "Recent audit events:",
+            *[f"  {e.occurred_at:%Y-%m-%d %H:%M:%S}  {e.action:<22} {e.actor_label}  {e.target_label}" for e in events],
+            *(["  (none)"] if not events else []),
+        ]
+        return Result(data, "\n".join(lines))

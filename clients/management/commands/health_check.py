@@ -1,0 +1,68 @@
+"""manage.py health_check: database reachability as each role, role attributes, RLS policies, migrations."""
+
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+from django.db.migrations.executor import MigrationExecutor
+
+from clients import dbroles
+from config.commands import FlowsCommand, Result
+from config.errors import Refused
+
+
+def _probe(alias: str) -> tuple[str, int]:
+    """The role the alias connects as, and how many clients it sees with no tenant set.
+
+    Runs on the raw driver connection: the tenant alias's guard refuses ORM statements outside
+    a tenant context, and this probe is exactly the tenant-less view it must fail closed on.
+    """
+    connection = connections[alias]
+    connection.ensure_connection()
+    raw = connection.connection
+    with raw.cursor() as cursor:
+        cursor.execute("SELECT current_user")
+        role = cursor.fetchone()[0]
+        visible = -1
+        if alias == settings.TENANT_DB_ALIAS:
+            cursor.execute("SELECT count(*) FROM clients_client")
+            visible = cursor.fetchone()[0]
+    if not raw.autocommit:
+        raw.rollback()
+    return role, visible
+
+
+class Command(FlowsCommand):
+    help = "Verify the databases, roles, grants, row level security and migrations. Exit 1 with one line per problem."
+    example = "manage.py health_check --json"
+
+    def run(self, **options):
+        problems: list[str] = []
+        checks: list[str] = []
+        expected = {settings.CONSOLE_DB_ALIAS: settings.CONSOLE_ROLE, settings.TENANT_DB_ALIAS: settings.APP_ROLE}
+        for alias in (DEFAULT_DB_ALIAS, settings.CONSOLE_DB_ALIAS, settings.TENANT_DB_ALIAS):
+            try:
+                role, visible = _probe(alias)
+            except DatabaseError as error:
+                problems.append(f"database alias {alias}: cannot connect ({str(error).strip().splitlines()[0]})")
+                continue
+            if alias in expected and role != expected[alias]:
+                problems.append(f"database alias {alias}: connects as {role}, expected {expected[alias]}")
+            elif visible > 0:
+                problems.append(f"database alias {alias}: sees {visible} client(s) with no tenant set (must be 0)")
+            else:
+                checks.append(f"database alias {alias}: reachable as {role}")
+        if not problems:
+            problems += dbroles.verify()
+            checks.append(f"row level security: {len(dbroles.tenant_models())} tenant tables verified")
+            executor = MigrationExecutor(connections[settings.CONSOLE_DB_ALIAS])
+            pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
+            if pending:
+                names = ", ".join(f"{migration.app_label}.{migration.name}" for migration, _ in pending[:5])
+                problems.append(f"{len(pending)} migration(s) not applied: {names}")
+            else:
+                checks.append("migrations: all applied")
+        if problems:
+            if not self.as_json:
+                for problem in problems:
+                    self.stderr.write(f"FAIL {problem}")
+            raise Refused(f"{len(problems)} problem(s) found", code="unhealthy", fields={"problems": problems})
+        return Result({"checks": checks}, "\n".join(f"ok   {check}" for check in checks))

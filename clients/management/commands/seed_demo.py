@@ -1,0 +1,70 @@
+"""manage.py seed_demo: demo clients with applications and some audit history, through the services."""
+
+from django.conf import settings
+from django.db import transaction
+
+from clients.models import Client
+from clients.services import configure_application, create_client, deactivate_client, update_client
+from config.commands import FlowsCommand, Result
+
+DEMO_CLIENTS = [
+    {"code": "acme", "legal_name": "Acme Corporation", "domain": "acme-corp.thepia.net", "region": "EU", "tier": "pro"},
+    {
+        "code": "globex",
+        "legal_name": "Globex Inc.",
+        "domain": "globex.thepia.net",
+        "region": "US",
+        "tier": "enterprise",
+    },
+    {"code": "initech", "legal_name": "Initech LLC", "domain": "initech.thepia.net", "region": "US", "tier": "free"},
+    {
+        "code": "umbrella",
+        "legal_name": "Umbrella Pte Ltd",
+        "domain": "umbrella.thepia.net",
+        "region": "APAC",
+        "tier": "pro",
+    },
+]
+DEMO_APPLICATIONS = {
+    "acme": [
+        (
+            "onboarding",
+            {"locale": "en-GB", "branding": {"display_name": "Acme", "primary_color": "#D62828"}},
+            ["custom_branding"],
+        ),
+        ("offboarding", {"notifications": {"email": True, "reminder_days": [7, 1]}}, ["webhooks"]),
+    ],
+    "globex": [
+        (
+            "onboarding",
+            {"workflow": {"steps": ["contract", "equipment", "accounts"], "approval_required": True}},
+            ["sso"],
+        ),
+        ("offboarding", {"locale": "en-US"}, ["audit_export"]),
+    ],
+    "initech": [("onboarding", {"locale": "en-US"}, [])],
+    "umbrella": [("onboarding", {"locale": "en-SG", "timezone": "Asia/Singapore"}, ["sso"])],
+}
+
+
+class Command(FlowsCommand):
+    help = "Load demo clients, applications and audit history. Safe to re-run: existing clients are left alone."
+    example = "manage.py seed_demo"
+
+    def run(self, **options):
+        created = []
+        for spec in DEMO_CLIENTS:
+            if Client.objects.filter(code=spec["code"]).exists():
+                continue
+            with transaction.atomic(using=settings.CONSOLE_DB_ALIAS):
+                client = create_client(actor=None, **{**spec, "tier": "free"})
+                client = update_client(actor=None, client=client, tier=spec["tier"])
+                for app_code, configuration, features in DEMO_APPLICATIONS[spec["code"]]:
+                    configure_application(
+                        actor=None, client=client, app_code=app_code, configuration=configuration, features=features
+                    )
+                if spec["code"] == "umbrella":
+                    deactivate_client(actor=None, client=client, reason="demo: contract paused")
+            created.append(spec["code"])
+        text = f"Demo data: created {', '.join(created)}." if created else "Demo data already present."
+        return Result({"created": created}, text)

@@ -1,0 +1,135 @@
+"""Tier (global), Client (the tenant) and Application (a client's Flows application)."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.contrib.postgres.fields import ArrayField
+from django.core.validators import DomainNameValidator, MaxLengthValidator, MinLengthValidator, RegexValidator
+from django.db import models
+from django.db.models.functions import Lower
+
+CODE_PATTERN = r"^[a-z0-9-]+$"
+APP_CODE_PATTERN = r"^[a-z][a-z0-9-]*$"
+
+
+class Tier(models.Model):
+    """A subscription tier: limits and the features a client's applications may use. Global, not per client."""
+
+    code = models.SlugField(primary_key=True, max_length=30)
+    name = models.CharField(max_length=100)
+    rank = models.PositiveSmallIntegerField(help_text="Order from smallest to largest tier.")
+    max_users = models.PositiveIntegerField()
+    storage_gb = models.PositiveIntegerField()
+    max_applications = models.PositiveIntegerField()
+    features = ArrayField(models.CharField(max_length=50), default=list, blank=True)
+
+    class Meta:
+        ordering = ["rank"]
+
+    def __str__(self):
+        return self.name
+
+
+class Client(models.Model):
+    """A client company: the tenant. Every tenant row in the database belongs to exactly one."""
+
+    tenant_key = "id"  # RLS filters this table on its own id (DESIGN §4)
+
+    class Region(models.TextChoices):
+        EU = "EU", "European Union"
+        US = "US", "United States"
+        APAC = "APAC", "Asia-Pacific"
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        SUSPENDED = "suspended", "Suspended"
+        DEACTIVATED = "deactivated", "Deactivated"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    code = models.CharField(
+        max_length=50,
+        unique=True,
+        validators=[
+            MinLengthValidator(2),
+            MaxLengthValidator(50),
+            RegexValidator(CODE_PATTERN, "Use lowercase letters, digits and hyphens only."),
+        ],
+        help_text="Short stable identifier, e.g. acme. 2 to 50 lowercase letters, digits or hyphens.",
+    )
+    legal_name = models.CharField(max_length=200)
+    domain = models.CharField(
+        max_length=253,
+        unique=True,
+        validators=[DomainNameValidator(accept_idna=False)],
+        help_text="The client's Flows hostname, e.g. acme-corp.thepia.net.",
+    )
+    region = models.CharField(max_length=8, choices=Region.choices)
+    tier = models.ForeignKey(Tier, on_delete=models.PROTECT, related_name="clients")
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.ACTIVE)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    deactivated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["code"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(code__regex=r"^[a-z0-9-]{2,50}$"), name="client_code_format"),
+            models.CheckConstraint(condition=models.Q(domain=Lower("domain")), name="client_domain_lowercase"),
+            models.CheckConstraint(condition=models.Q(region__in=["EU", "US", "APAC"]), name="client_region_valid"),
+            models.CheckConstraint(
+                condition=models.Q(status__in=["active", "suspended", "deactivated"]), name="client_status_valid"
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "code"]), models.Index(fields=["tier", "code"])]
+
+    def __str__(self):
+        return self.code
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == self.Status.ACTIVE
+
+
+class Application(models.Model):
+    """One Flows application (onboarding, offboarding, …) configured for one client."""
+
+    tenant_key = "client_id"
+
+    class Status(models.TextChoices):
+        ENABLED = "enabled", "Enabled"
+        DISABLED = "disabled", "Disabled"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    client = models.ForeignKey(Client, on_delete=models.PROTECT, related_name="applications")
+    app_code = models.CharField(
+        max_length=50,
+        validators=[
+            MinLengthValidator(2),
+            RegexValidator(APP_CODE_PATTERN, "Start with a letter; use lowercase letters, digits and hyphens."),
+        ],
+        help_text="e.g. onboarding, offboarding. Unique within the client.",
+    )
+    name = models.CharField(max_length=200)
+    configuration = models.JSONField(default=dict, blank=True, help_text="See docs/applications.md for the shape.")
+    features = ArrayField(models.CharField(max_length=50), default=list, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ENABLED)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["client__code", "app_code"]
+        constraints = [
+            models.UniqueConstraint(fields=["client", "app_code"], name="application_unique_code_per_client"),
+            # Target of composite foreign keys from other tenant tables: (client_id, id).
+            models.UniqueConstraint(fields=["client", "id"], name="application_client_id_key"),
+            models.CheckConstraint(
+                condition=models.Q(app_code__regex=r"^[a-z][a-z0-9-]{1,49}$"), name="application_code_format"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status__in=["enabled", "disabled"]), name="application_status_valid"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.name} ({self.app_code})"

@@ -1,0 +1,71 @@
+"""Reads about clients: lookup by code or id, usage against the tier, status summaries."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+from django.db.models import Count
+
+from audit.models import AuditEvent
+from clients.models import Application, Client, Tier
+from config.errors import InvalidInput, NotFound
+
+
+def get_client(reference: str, *, for_update: bool = False) -> Client:
+    """A client by its code or its id; NotFound with the reference when there is none."""
+    reference = (reference or "").strip()
+    queryset = Client.objects.select_related("tier")
+    if for_update:
+        queryset = queryset.select_for_update(of=("self",))
+    try:
+        lookup = {"pk": uuid.UUID(reference)}
+    except ValueError:
+        lookup = {"code": reference.lower()}
+    try:
+        return queryset.get(**lookup)
+    except Client.DoesNotExist:
+        raise NotFound(f"No client with code or id '{reference}'.", code="client_not_found") from None
+
+
+def get_tier(code: str) -> Tier:
+    try:
+        return Tier.objects.get(code=(code or "").strip().lower())
+    except Tier.DoesNotExist:
+        choices = ", ".join(Tier.objects.values_list("code", flat=True))
+        raise InvalidInput(f"Unknown tier '{code}'. Choose one of: {choices}.", code="unknown_tier") from None
+
+
+@dataclass
+class Usage:
+    applications: int = 0
+    features_by_application: dict[str, list[str]] = field(default_factory=dict)
+    # Seats (pending + accepted invitations) join here with the invitations app (issue #4).
+
+    @property
+    def features(self) -> set[str]:
+        return {feature for features in self.features_by_application.values() for feature in features}
+
+
+def client_usage(client: Client) -> Usage:
+    rows = Application.objects.filter(client_id=client.pk).values_list("app_code", "features")
+    return Usage(applications=len(rows), features_by_application=dict(rows))
+
+
+def tier_fit_problems(usage: Usage, tier: Tier) -> list[str]:
+    """Why a client's current usage does not fit `tier`; empty when it fits."""
+    problems = []
+    if usage.applications > tier.max_applications:
+        problems.append(f"{usage.applications} applications, the tier allows {tier.max_applications}")
+    for app_code, features in sorted(usage.features_by_application.items()):
+        if missing := sorted(set(features) - set(tier.features)):
+            problems.append(f"application {app_code} uses {', '.join(missing)}, not in the tier")
+    return problems
+
+
+def clients_with_counts():
+    return Client.objects.select_related("tier").annotate(application_count=Count("applications"))
+
+
+def recent_events(client: Client, limit: int = 10):
+    return AuditEvent.objects.filter(client_id=client.pk).order_by("-occurred_at", "-id")[:limit]

@@ -1,0 +1,171 @@
+"""Every write to clients and applications: validated, in one transaction, with its audit event."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from audit.services import diff, record
+from clients.configuration import configuration_errors
+from clients.models import Application, Client, Tier
+from clients.selectors import client_usage, get_client, get_tier, tier_fit_problems
+from config.errors import InvalidInput, Refused
+from config.validation import conflicts_as, full_clean
+
+CLIENT_FIELDS = ("code", "legal_name", "domain", "region", "tier_id", "status")
+APPLICATION_FIELDS = ("app_code", "name", "configuration", "features", "status")
+
+
+def _atomic():
+    return transaction.atomic(using=settings.CONSOLE_DB_ALIAS)
+
+
+def _snapshot(instance, fields: tuple[str, ...]) -> dict[str, Any]:
+    return {name.removesuffix("_id"): getattr(instance, name) for name in fields}
+
+
+def _tier(tier: Tier | str) -> Tier:
+    return tier if isinstance(tier, Tier) else get_tier(tier)
+
+
+def create_client(*, actor, code: str, legal_name: str, domain: str, region: str, tier: Tier | str = "free") -> Client:
+    client = Client(
+        code=(code or "").strip().lower(),
+        legal_name=(legal_name or "").strip(),
+        domain=(domain or "").strip().lower().rstrip("."),
+        region=(region or "").strip().upper(),
+        tier=_tier(tier),
+    )
+    with _atomic():
+        full_clean(client)
+        with conflicts_as(f"A client with code '{client.code}' or domain '{client.domain}' already exists."):
+            client.save(force_insert=True)
+        record(
+            actor=actor,
+            action="client.created",
+            client=client,
+            target=client,
+            changes=diff({}, _snapshot(client, CLIENT_FIELDS)),
+        )
+    return client
+
+
+def update_client(
+    *,
+    actor,
+    client: Client,
+    legal_name: str | None = None,
+    domain: str | None = None,
+    region: str | None = None,
+    tier: Tier | str | None = None,
+) -> Client:
+    """Change a client's details or tier. A tier its current usage does not fit is refused with the reasons."""
+    with _atomic():
+        client = get_client(str(client.pk), for_update=True)
+        before = _snapshot(client, CLIENT_FIELDS)
+        if legal_name is not None:
+            client.legal_name = legal_name.strip()
+        if domain is not None:
+            client.domain = domain.strip().lower().rstrip(".")
+        if region is not None:
+            client.region = region.strip().upper()
+        if tier is not None:
+            new_tier = _tier(tier)
+            if new_tier.pk != client.tier_id and (problems := tier_fit_problems(client_usage(client), new_tier)):
+                raise Refused(
+                    f"Client {client.code} does not fit tier {new_tier.code}: {'; '.join(problems)}.",
+                    code="tier_does_not_fit",
+                )
+            client.tier = new_tier
+        full_clean(client)
+        changes = diff(before, _snapshot(client, CLIENT_FIELDS))
+        if changes:
+            with conflicts_as(f"Another client already uses the domain '{client.domain}'."):
+                client.save()
+            record(actor=actor, action="client.updated", client=client, target=client, changes=changes)
+    return client
+
+
+def _set_status(*, actor, client: Client, status: str, action: str, reason: str = "") -> Client:
+    with _atomic():
+        client = get_client(str(client.pk), for_update=True)
+        if client.status == status:
+            return client  # already there: re-running is safe and records nothing
+        before = client.status
+        client.status = status
+        client.deactivated_at = timezone.now() if status == Client.Status.DEACTIVATED else None
+        client.save(update_fields=["status", "deactivated_at", "updated_at"])
+        changes = {"status": {"old": before, "new": status}}
+        if reason:
+            changes["reason"] = reason
+        record(actor=actor, action=action, client=client, target=client, changes=changes)
+    return client
+
+
+def deactivate_client(*, actor, client: Client, reason: str = "") -> Client:
+    return _set_status(
+        actor=actor, client=client, status=Client.Status.DEACTIVATED, action="client.deactivated", reason=reason
+    )
+
+
+def reactivate_client(*, actor, client: Client) -> Client:
+    return _set_status(actor=actor, client=client, status=Client.Status.ACTIVE, action="client.reactivated")
+
+
+def configure_application(
+    *,
+    actor,
+    client: Client,
+    app_code: str,
+    name: str | None = None,
+    configuration: dict | None = None,
+    features: list[str] | None = None,
+    status: str | None = None,
+) -> Application:
+    """Create the client's application `app_code`, or update the fields given. Checks tier limits and features."""
+    app_code = (app_code or "").strip().lower()
+    with _atomic():
+        # The client row lock serialises concurrent creations against max_applications.
+        client = get_client(str(client.pk), for_update=True)
+        if client.status == Client.Status.DEACTIVATED:
+            raise Refused(f"Client {client.code} is deactivated; reactivate it first.", code="client_deactivated")
+        application = Application.objects.filter(client_id=client.pk, app_code=app_code).first()
+        creating = application is None
+        if creating:
+            if client_usage(client).applications >= client.tier.max_applications:
+                raise Refused(
+                    f"Tier {client.tier.code} allows {client.tier.max_applications} application(s); "
+                    f"client {client.code} has reached it.",
+                    code="application_limit",
+                )
+            application = Application(client=client, app_code=app_code, name=name or app_code.replace("-", " ").title())
+        before = {} if creating else _snapshot(application, APPLICATION_FIELDS)
+        if name is not None:
+            application.name = name.strip()
+        if configuration is not None:
+            if errors := configuration_errors(configuration):
+                raise InvalidInput("; ".join(errors), code="invalid_configuration", fields={"configuration": errors})
+            application.configuration = configuration
+        if features is not None:
+            features = sorted({feature.strip() for feature in features if feature.strip()})
+            if missing := sorted(set(features) - set(client.tier.features)):
+                raise InvalidInput(
+                    f"Feature(s) {', '.join(missing)} are not in tier {client.tier.code} "
+                    f"(available: {', '.join(client.tier.features)}).",
+                    code="feature_not_in_tier",
+                    fields={"features": [f"not in tier: {', '.join(missing)}"]},
+                )
+            application.features = features
+        if status is not None:
+            application.status = status
+        full_clean(application)
+        changes = diff(before, _snapshot(application, APPLICATION_FIELDS))
+        if changes:
+            with conflicts_as(f"Client {client.code} already has an application '{app_code}'."):
+                application.save()
+            action = "application.created" if creating else "application.updated"
+            record(actor=actor, action=action, client=client, target=application, changes=changes)
+    return application

@@ -1,0 +1,73 @@
+"""The base class of every Flows Console command: --json, exit codes 0/1/2, examples in --help, --client lookup.
+
+Subclasses implement `run(**options)` and return a `Result`; they raise domain errors
+(`config.errors.FlowsError`) for refused or invalid operations, which become exit code 1 with a
+one-line reason on stderr (and, with --json, an error object on stdout). Usage errors exit 2.
+"""
+
+from __future__ import annotations
+
+import json
+from argparse import RawDescriptionHelpFormatter
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError
+
+from config.errors import FlowsError
+
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
+
+
+@dataclass
+class Result:
+    """What a command did: `data` for --json, `text` for people."""
+
+    data: dict[str, Any] = field(default_factory=dict)
+    text: str = ""
+
+
+class UsageError(CommandError):
+    def __init__(self, message: str):
+        super().__init__(message, returncode=EXIT_USAGE)
+
+
+class FlowsCommand(BaseCommand):
+    example: str = ""
+    requires_system_checks: list = []  # `manage.py check --database` and health_check cover them
+
+    def create_parser(self, prog_name, subcommand, **kwargs):
+        epilog = f"Example:\n  {self.example}" if self.example else None
+        parser = super().create_parser(
+            prog_name, subcommand, formatter_class=RawDescriptionHelpFormatter, epilog=epilog, **kwargs
+        )
+        parser.add_argument("--json", action="store_true", dest="as_json", help="Print one JSON object on stdout.")
+        return parser
+
+    def add_client_argument(self, parser, *, positional: bool = True) -> None:
+        help_text = "The client's code (e.g. acme) or id."
+        if positional:
+            parser.add_argument("client", help=help_text)
+        else:
+            parser.add_argument("--client", required=True, help=help_text)
+
+    def handle(self, *args, **options):
+        self.as_json = options["as_json"]
+        try:
+            result = self.run(*args, **options)
+        except FlowsError as error:
+            if self.as_json:
+                self.stdout.write(json.dumps({"ok": False, **error.as_dict()}))
+            raise CommandError(error.message, returncode=EXIT_REFUSED) from None
+        except DatabaseError as error:
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else error.__class__.__name__
+            raise CommandError(f"database error: {reason}", returncode=EXIT_REFUSED) from None
+        if self.as_json:
+            self.stdout.write(json.dumps({"ok": True, **result.data}, default=str, sort_keys=True))
+        elif result.text:
+            self.stdout.write(result.text)
+
+    def run(self, *args, **options) -> Result:
+        raise NotImplementedError

@@ -1,0 +1,1 @@
+"""PostgreSQL backend with the tenancy guard wired into the tenant alias."""

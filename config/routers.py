@@ -1,0 +1,22 @@
+"""The database router: `tenant` inside a tenant context, `console` otherwise; migrations only on `default`."""
+
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS
+
+from clients.tenancy import in_tenant_context
+
+
+class TenancyRouter:
+    """Never returns None: that would fall back to `default`, the owner, which RLS does not filter for us."""
+
+    def db_for_read(self, model, **hints):
+        return settings.TENANT_DB_ALIAS if in_tenant_context() else settings.CONSOLE_DB_ALIAS
+
+    def db_for_write(self, model, **hints):
+        return self.db_for_read(model, **hints)
+
+    def allow_relation(self, obj1, obj2, **hints):
+        return True
+
+    def allow_migrate(self, db, app_label, model_name=None, **hints):
+        return db == DEFAULT_DB_ALIAS

@@ -1,0 +1,146 @@
+"""Settings, all read from the environment (12-factor); see the README's settings table."""
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DEV_ENV_FILE = BASE_DIR / ".devdb" / "dev.env"
+
+env = environ.Env()
+# Precedence: the process environment, then `.env`, then the embedded database's generated
+# file — the last only when no DATABASE_URL was given, so a configured server always wins.
+if (BASE_DIR / ".env").exists():
+    env.read_env(BASE_DIR / ".env")
+if (
+    not env.str("DATABASE_URL", default="")
+    and not env.str("CONSOLE_DATABASE_URL", default="")
+    and DEV_ENV_FILE.exists()
+):
+    env.read_env(DEV_ENV_FILE)
+
+DEBUG = env.bool("DEBUG", default=False)
+SECRET_KEY = env.str("SECRET_KEY") if not DEBUG else env.str("SECRET_KEY", default="insecure-development-key")
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"] if DEBUG else [])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "clients",
+    "audit",
+]
+
+MIDDLEWARE = [
+    "config.middleware.RequestContextMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Databases -----------------------------------------------------------------------------
+# Three aliases, three PostgreSQL roles (DESIGN §4). `default` is the owner and is used only by
+# `migrate` and role set-up; `console` is the staff side; `tenant` is the restricted role that
+# every query inside `clients.tenancy.tenant_context()` runs as, under Row Level Security.
+DB_ENGINE = "config.postgres"
+CONSOLE_DB_ALIAS = "console"
+TENANT_DB_ALIAS = "tenant"
+CONSOLE_ROLE = env.str("FLOWS_CONSOLE_ROLE", default="flows_console")
+APP_ROLE = env.str("FLOWS_APP_ROLE", default="flows_app")
+
+_pool_size = env.int("DB_POOL_MAX_SIZE", default=0)
+_runtime_options = {"pool": {"min_size": 1, "max_size": _pool_size}} if _pool_size else {}
+_conn_max_age = 0 if _pool_size else env.int("DB_CONN_MAX_AGE", default=0)
+
+
+def _database(url: str) -> dict:
+    config = environ.Env.db_url_config(url)
+    config["ENGINE"] = DB_ENGINE
+    return config
+
+
+def _runtime_database(alias_url: str, role: str, password_var: str, owner: dict | None) -> dict:
+    """A runtime alias: its own URL, or the owner's server and database with the role's name and password."""
+    if url := env.str(alias_url, default=""):
+        config = _database(url)
+    elif owner is not None:
+        config = {**owner, "USER": role, "PASSWORD": env.str(password_var, default="")}
+    else:
+        raise environ.ImproperlyConfigured(f"Set DATABASE_URL or {alias_url}.")
+    config.update(OPTIONS=dict(_runtime_options), CONN_MAX_AGE=_conn_max_age, CONN_HEALTH_CHECKS=_conn_max_age > 0)
+    return config
+
+
+_owner = _database(env.str("DATABASE_URL")) if env.str("DATABASE_URL", default="") else None
+DATABASES = {
+    CONSOLE_DB_ALIAS: _runtime_database("CONSOLE_DATABASE_URL", CONSOLE_ROLE, "FLOWS_CONSOLE_PASSWORD", _owner),
+    TENANT_DB_ALIAS: _runtime_database("TENANT_DATABASE_URL", APP_ROLE, "FLOWS_APP_PASSWORD", _owner),
+}
+# Without owner credentials (a production web process) `default` is the console role: anything
+# that escapes the router still lands on a restricted role, never on the owner.
+DATABASES["default"] = _owner or {**DATABASES[CONSOLE_DB_ALIAS], "OPTIONS": {}}
+DATABASES = {
+    "default": DATABASES["default"],
+    CONSOLE_DB_ALIAS: DATABASES[CONSOLE_DB_ALIAS],
+    TENANT_DB_ALIAS: DATABASES[TENANT_DB_ALIAS],
+}
+DATABASE_ROUTERS = ["config.routers.TenancyRouter"]
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = env.path("STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
+
+SESSION_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=not DEBUG)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SESSION_COOKIE_HTTPONLY = True
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_TLS_PROXY", default=False) else None
+X_FRAME_OPTIONS = "DENY"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"request_id": {"()": "config.middleware.RequestIdFilter"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["request_id"]}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    # Django's request logger prints the request line only; SQL logging stays off (it could carry data).
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

@@ -1,0 +1,15 @@
+"""URL configuration: the staff console under /admin/ and the health endpoint."""
+
+from django.contrib import admin
+from django.urls import path
+
+from config.views import healthz
+
+admin.site.site_header = "Flows Console"
+admin.site.site_title = "Flows Console"
+admin.site.index_title = "Staff console"
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("healthz", healthz, name="healthz"),
+]

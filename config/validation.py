@@ -1,0 +1,38 @@
+"""Model validation as domain errors: one place turns Django's ValidationError and IntegrityError into ours."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.db import IntegrityError
+
+from config.errors import Conflict, InvalidInput
+
+
+def invalid_input(error: ValidationError) -> InvalidInput:
+    fields = error.message_dict if hasattr(error, "error_dict") else {NON_FIELD_ERRORS: error.messages}
+    summary = "; ".join(
+        message if name == NON_FIELD_ERRORS else f"{name}: {message}"
+        for name, messages in fields.items()
+        for message in messages
+    )
+    return InvalidInput(summary, fields=fields)
+
+
+def full_clean(instance, *, exclude=None) -> None:
+    """Validate fields, constraints and uniqueness; raise InvalidInput naming each problem."""
+    try:
+        instance.full_clean(exclude=exclude)
+    except ValidationError as error:
+        raise invalid_input(error) from None
+
+
+@contextmanager
+def conflicts_as(message: str) -> Iterator[None]:
+    """A unique or foreign-key violation that validation could not see (a concurrent write) becomes Conflict."""
+    try:
+        yield
+    except IntegrityError:
+        raise Conflict(message) from None

@@ -1,0 +1,1 @@
+"""Invitations: signed invitation tokens and their lifecycle (issue #4)."""

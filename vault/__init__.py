@@ -1,0 +1,1 @@
+"""The vault: key ring, per-client data keys, secrets and signing keys (issue #3)."""
