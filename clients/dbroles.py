@@ -119,10 +119,15 @@ def apply(*, using: str = DEFAULT_DB_ALIAS) -> None:
 
 def _ensure_role(cursor, role: str, password: str) -> None:
     cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role])
-    verb = "ALTER" if cursor.fetchone() else "CREATE"
-    statement = sql.SQL(
-        "{} ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS NOINHERIT"
-    ).format(sql.SQL(verb), sql.Identifier(role))
+    if cursor.fetchone():
+        # Only a superuser may change SUPERUSER, REPLICATION or BYPASSRLS; the owner (CREATEROLE)
+        # could never have granted them, and verify() reports them if someone else did.
+        statement = sql.SQL("ALTER ROLE {} LOGIN NOCREATEDB NOCREATEROLE NOINHERIT")
+    else:
+        statement = sql.SQL(
+            "CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS NOINHERIT"
+        )
+    statement = statement.format(sql.Identifier(role))
     if password:
         statement = sql.SQL("{} PASSWORD {}").format(statement, sql.Literal(password))
     cursor.execute(statement)

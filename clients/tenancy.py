@@ -33,8 +33,10 @@ _current_client_id: ContextVar[uuid.UUID | None] = ContextVar("flows_client_id",
 
 SETTING = "app.client_id"
 _SET_TENANT_SQL = "SELECT set_config('app.client_id', %s, true)"
-# Savepoint bookkeeping touches no rows; Django issues it on the tenant alias around test cases.
-_TRANSACTION_CONTROL = re.compile(r"^\s*(SAVEPOINT|RELEASE SAVEPOINT|ROLLBACK TO SAVEPOINT)\s", re.IGNORECASE)
+# Transaction bookkeeping returns no rows; Django issues it on the tenant alias around test cases.
+_TRANSACTION_CONTROL = re.compile(
+    r"^\s*(SAVEPOINT|RELEASE SAVEPOINT|ROLLBACK TO SAVEPOINT|SET CONSTRAINTS ALL (IMMEDIATE|DEFERRED))\b", re.IGNORECASE
+)
 GENERIC_WRITE_ERROR = "The request could not be applied: it conflicts with existing data or is invalid."
 
 

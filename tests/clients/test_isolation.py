@@ -1,0 +1,281 @@
+"""Tenant isolation, tested as the restricted role on committed data: RLS, the guard, the pool, threads."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import psycopg
+import pytest
+from django.conf import settings
+from django.db import ProgrammingError, connections, transaction
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
+from audit.models import AuditEvent
+from clients import dbroles, services, tenancy
+from clients.models import Application, Client
+from clients.tenancy import tenant_context
+from config.errors import InvalidInput, TenancyError
+from config.postgres.base import DatabaseWrapper
+from tests.conftest import connect_as
+
+pytestmark = pytest.mark.usefixtures("committed")
+
+
+@pytest.fixture
+def two_clients(make_client):
+    acme, globex = make_client("acme"), make_client("globex")
+    for client in (acme, globex):
+        for app_code in ("onboarding", "offboarding"):
+            services.configure_application(actor=None, client=client, app_code=app_code)
+    return acme, globex
+
+
+def tenant_tables() -> list[str]:
+    return [model._meta.db_table for model in dbroles.tenant_models()]
+
+
+def test_without_a_tenant_every_tenant_table_reads_nothing_and_refuses_writes(two_clients, app_connection):
+    acme, _ = two_clients
+    assert set(tenant_tables()) >= {"clients_client", "clients_application", "audit_auditevent"}
+    for table in tenant_tables():
+        assert app_connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0, table
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
+        app_connection.execute(
+            "INSERT INTO clients_application (id, client_id, app_code, name, configuration, features, status,"
+            " created_at, updated_at) VALUES (%s, %s, 'sneaky', 'x', '{}', '{}', 'enabled', now(), now())",
+            [uuid.uuid4(), acme.pk],
+        )
+
+
+def test_an_empty_tenant_setting_reads_nothing(two_clients, app_connection):
+    app_connection.execute("SELECT set_config('app.client_id', '', true)")
+    assert app_connection.execute("SELECT count(*) FROM clients_application").fetchone()[0] == 0
+
+
+def test_a_client_reads_updates_and_deletes_only_its_own_rows(two_clients):
+    acme, globex = two_clients
+    globex_app = Application.objects.get(client=globex, app_code="onboarding")
+    with tenant_context(acme):
+        assert {a.client_id for a in Application.objects.all()} == {acme.pk}
+        assert list(Client.objects.values_list("code", flat=True)) == ["acme"]
+        assert Application.objects.filter(pk=globex_app.pk).count() == 0
+        assert Application.objects.update(name="Renamed") == 2
+        assert Application.objects.filter(pk=globex_app.pk).update(name="Hijacked") == 0
+        assert Application.objects.filter(pk=globex_app.pk).delete()[0] == 0
+        assert Application.objects.filter(app_code="offboarding").delete()[0] == 1
+    # Seen from the staff side, globex is untouched.
+    assert set(Application.objects.filter(client=globex).values_list("name", flat=True)) == {
+        "Onboarding",
+        "Offboarding",
+    }
+    assert Application.objects.filter(client=acme).count() == 1
+
+
+def test_with_check_refuses_writing_another_clients_id(two_clients):
+    acme, globex = two_clients
+    with pytest.raises(ProgrammingError, match="row-level security"), tenant_context(acme):
+        Application.objects.create(client_id=globex.pk, app_code="stolen", name="x")
+    with pytest.raises(ProgrammingError, match="row-level security"), tenant_context(acme):
+        Application.objects.filter(client_id=acme.pk).update(client_id=globex.pk)
+    assert Application.objects.filter(client=globex).count() == 2
+
+
+def test_a_duplicate_in_another_client_gives_the_same_error_as_invalid_input(two_clients):
+    acme, globex = two_clients
+    globex_app = Application.objects.get(client=globex, app_code="onboarding")
+    with pytest.raises(InvalidInput) as duplicate, tenant_context(acme):
+        Application.objects.create(id=globex_app.pk, client_id=acme.pk, app_code="copy", name="x")
+    with pytest.raises(InvalidInput) as invalid, tenant_context(acme):
+        Application.objects.create(client_id=acme.pk, app_code="NOT VALID", name="x")  # a CHECK constraint
+    assert (duplicate.value.code, duplicate.value.message) == (invalid.value.code, invalid.value.message)
+    assert "globex" not in duplicate.value.message and str(globex_app.pk) not in duplicate.value.message
+
+
+def test_statements_on_the_tenant_alias_outside_a_tenant_context_raise(two_clients):
+    with pytest.raises(TenancyError, match="outside tenant_context"):
+        list(Application.objects.using(settings.TENANT_DB_ALIAS).all())
+    with pytest.raises(TenancyError, match="outside tenant_context"), connections["tenant"].cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
+def test_a_statement_on_the_tenant_alias_outside_a_transaction_raises(two_clients):
+    acme, _ = two_clients
+    token = tenancy._current_client_id.set(acme.pk)  # a context without its transaction: never via the API
+    try:
+        with pytest.raises(TenancyError, match="outside a transaction"), connections["tenant"].cursor() as cursor:
+            cursor.execute("SELECT 1")
+    finally:
+        tenancy._current_client_id.reset(token)
+
+
+def test_switching_tenant_inside_a_transaction_raises(two_clients):
+    acme, globex = two_clients
+    with tenant_context(acme), pytest.raises(TenancyError, match="switch tenant"), tenant_context(globex):
+        pass
+    with (
+        transaction.atomic(using=settings.TENANT_DB_ALIAS),
+        pytest.raises(TenancyError, match="already open"),
+        tenant_context(acme),
+    ):
+        pass
+    with tenant_context(acme), tenant_context(acme):  # re-entering the same tenant nests
+        assert Application.objects.count() == 2
+
+
+def test_the_router_sends_tenant_work_to_the_tenant_role_and_the_rest_to_console(two_clients):
+    acme, _ = two_clients
+    with connections["console"].cursor() as cursor:
+        cursor.execute("SELECT current_user")
+        assert cursor.fetchone()[0] == settings.CONSOLE_ROLE
+    with tenant_context(acme), connections["tenant"].cursor() as cursor:
+        cursor.execute("SELECT current_user, current_setting('app.client_id')")
+        assert cursor.fetchone() == (settings.APP_ROLE, str(acme.pk))
+    assert Application.objects.all().db == settings.CONSOLE_DB_ALIAS
+    with tenant_context(acme):
+        assert Application.objects.all().db == settings.TENANT_DB_ALIAS
+
+
+def test_the_tenant_setting_does_not_outlive_its_transaction(two_clients):
+    acme, _ = two_clients
+    with tenant_context(acme):
+        pass
+    raw = connections["tenant"].connection
+    assert raw.execute("SELECT current_setting('app.client_id', true)").fetchone()[0] in (None, "")
+    assert raw.execute("SELECT count(*) FROM clients_application").fetchone()[0] == 0
+    raw.rollback()
+
+
+def test_a_pooled_connection_reused_after_an_error_carries_no_tenant(two_clients):
+    acme, _ = two_clients
+    settings_dict = {**connections["tenant"].settings_dict, "OPTIONS": {"pool": {"min_size": 1, "max_size": 1}}}
+    original = connections["tenant"]
+    pooled = DatabaseWrapper(settings_dict, alias=settings.TENANT_DB_ALIAS)
+    connections["tenant"] = pooled
+    try:
+        with pytest.raises(ZeroDivisionError), tenant_context(acme):
+            assert Application.objects.count() == 2
+            first_pid = pooled.connection.info.backend_pid
+            1 / 0  # noqa: B018 - an exception inside the tenant transaction
+        pooled.close()  # back to the pool (reset callback runs)
+        pooled.connect()  # the same physical connection: the pool holds one
+        raw = pooled.connection
+        assert raw.info.backend_pid == first_pid
+        assert raw.execute("SELECT current_setting('app.client_id', true)").fetchone()[0] in (None, "")
+        assert raw.execute("SELECT count(*) FROM clients_application").fetchone()[0] == 0
+        with tenant_context(acme):
+            assert Application.objects.count() == 2
+    finally:
+        connections["tenant"] = original
+        pooled.close()
+        pooled.close_pool()
+
+
+def test_a_connection_arriving_with_a_tenant_set_is_refused():
+    connection = connect_as(settings.TENANT_DB_ALIAS)
+    connection.autocommit = True
+    connection.execute(
+        "SELECT set_config('app.client_id', %s, false)", [str(uuid.uuid4())]
+    )  # session-level, on purpose
+    with pytest.raises(TenancyError, match="carrying a tenant"):
+        tenancy.assert_connection_clean(connection)
+    assert connection.closed
+
+
+def test_many_threads_alternating_clients_on_a_small_pool_never_see_a_foreign_row(make_client):
+    clients = [make_client(f"client-{n}") for n in range(4)]
+    for client in clients:
+        services.configure_application(actor=None, client=client, app_code="onboarding")
+    settings_dict = {**connections["tenant"].settings_dict, "OPTIONS": {"pool": {"min_size": 2, "max_size": 2}}}
+    pooled = DatabaseWrapper(settings_dict, alias=settings.TENANT_DB_ALIAS)
+    leaks: list[str] = []
+    errors: list[BaseException] = []
+
+    def worker(offset: int) -> None:
+        connections["tenant"] = DatabaseWrapper(pooled.settings_dict, alias=settings.TENANT_DB_ALIAS)
+        try:
+            for round_ in range(25):
+                client = clients[(offset + round_) % len(clients)]
+                try:
+                    with tenant_context(client):
+                        seen = set(Application.objects.values_list("client_id", flat=True))
+                        seen |= set(Client.objects.values_list("id", flat=True))
+                        if round_ % 5 == 0:
+                            raise RuntimeError("fail inside the transaction")
+                except RuntimeError:
+                    pass
+                if seen != {client.pk}:
+                    leaks.append(f"{client.code} saw {seen}")
+        except BaseException as error:
+            errors.append(error)
+        finally:
+            connections["tenant"].close()
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(6)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        pooled.close_pool()
+    assert not errors, errors
+    assert not leaks, leaks[:5]
+
+
+@hypothesis_settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    name=st.from_regex(r"\A[a-z_]{1,20}\Z"),
+    value=st.one_of(
+        st.sampled_from(["on", "true", "1", "*", "all", "staff", "bypass", "%", "' OR true --"]), st.text(max_size=40)
+    ),
+)
+def test_no_app_setting_reveals_another_clients_rows(two_clients, name, value):
+    acme, _ = two_clients
+    with connect_as(settings.TENANT_DB_ALIAS) as connection:
+        connection.execute("SELECT set_config(%s, %s, true)", [f"app.{name}", value.replace("\x00", "")])
+        connection.execute("SELECT set_config('app.client_id', %s, true)", [str(acme.pk)])
+        seen = {row[0] for row in connection.execute("SELECT client_id FROM clients_application")}
+        assert seen == {acme.pk}
+        # And a client id that is not one valid uuid is an error or nothing, never someone's rows.
+        connection.execute("SAVEPOINT probe")
+        try:
+            connection.execute("SELECT set_config('app.client_id', %s, true)", [value.replace("\x00", "")])
+            assert connection.execute("SELECT count(*) FROM clients_application").fetchone()[0] == 0
+        except psycopg.errors.InvalidTextRepresentation:
+            connection.execute("ROLLBACK TO SAVEPOINT probe")
+
+
+def test_the_app_role_cannot_truncate_reference_or_trigger(two_clients, app_connection):
+    for table in [*tenant_tables(), "clients_tier", "auth_user"]:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            app_connection.execute(f"TRUNCATE {table}")
+        app_connection.rollback()
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        app_connection.execute(
+            "CREATE TRIGGER t BEFORE INSERT ON clients_application EXECUTE FUNCTION audit_refuse_change()"
+        )
+    app_connection.rollback()
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        app_connection.execute("CREATE TABLE app_owned (id int)")
+
+
+def test_the_app_role_is_not_superuser_nor_bypassrls_and_owns_nothing(app_connection):
+    row = app_connection.execute(
+        "SELECT rolsuper, rolbypassrls, rolinherit, rolcreaterole, rolcreatedb"
+        " FROM pg_roles WHERE rolname = current_user"
+    ).fetchone()
+    assert row == (False, False, False, False, False)
+    owned = app_connection.execute(
+        "SELECT count(*) FROM pg_class WHERE relowner = (SELECT oid FROM pg_roles WHERE rolname = current_user)"
+    ).fetchone()[0]
+    assert owned == 0
+
+
+def test_the_audit_trail_as_the_tenant_role_shows_only_its_own_events(two_clients):
+    acme, globex = two_clients
+    with tenant_context(acme):
+        assert set(AuditEvent.objects.values_list("client_id", flat=True)) == {acme.pk}
+    assert AuditEvent.objects.filter(client_id=globex.pk).exists()

@@ -1,0 +1,92 @@
+"""Shared fixtures. All data tests run on the real PostgreSQL test database, as the real roles."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, connections
+
+from clients import services
+from clients.models import Client
+
+# Reference data seeded by migrations survives the committed-mode clean-up.
+KEEP_TABLES = {"django_migrations", "django_content_type", "auth_permission", "clients_tier"}
+
+
+def _truncate_everything_else() -> None:
+    """Empty every table but reference data, as the owner.
+
+    The audit trail refuses TRUNCATE even from its owner; only the owner's DDL can switch that
+    trigger off, which this does inside the same transaction.
+    """
+    with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
+        tables = [t for t in connections[DEFAULT_DB_ALIAS].introspection.table_names(cursor) if t not in KEEP_TABLES]
+        cursor.execute("BEGIN")
+        cursor.execute("ALTER TABLE audit_auditevent DISABLE TRIGGER audit_no_truncate")
+        cursor.execute(f"TRUNCATE {', '.join(tables)} CASCADE")
+        cursor.execute("ALTER TABLE audit_auditevent ENABLE TRIGGER audit_no_truncate")
+        cursor.execute("COMMIT")
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_test_environment, django_db_blocker, django_db_keepdb):
+    """Set up the test database for all three aliases, whatever the collected tests' marks name.
+
+    They share one database (same host, port and name) with different users, so Django creates it
+    once and points the other aliases at it: RLS and grants are exercised for real.
+    """
+    from django.test.utils import setup_databases, teardown_databases
+
+    with django_db_blocker.unblock():
+        config = setup_databases(verbosity=0, interactive=False, keepdb=django_db_keepdb, aliases=set(connections))
+        names = {connections[alias].settings_dict["NAME"] for alias in connections}
+        assert len(names) == 1 and names.pop().startswith("test_"), "every alias must point at the test database"
+    yield
+    with django_db_blocker.unblock():
+        connections.close_all()
+        teardown_databases(config, verbosity=0, keepdb=django_db_keepdb)
+
+
+@pytest.fixture
+def committed(django_db_setup, django_db_blocker):
+    """Database access with real commits on all three aliases: for tests where isolation itself is under test."""
+    with django_db_blocker.unblock():
+        try:
+            yield
+        finally:
+            connections.close_all()
+            _truncate_everything_else()
+            connections.close_all()
+
+
+@pytest.fixture
+def make_client():
+    def make(code: str, *, tier: str = "enterprise", region: str = "EU") -> Client:
+        return services.create_client(
+            actor=None,
+            code=code,
+            legal_name=f"{code.title()} Ltd",
+            domain=f"{code}.thepia.net",
+            region=region,
+            tier=tier,
+        )
+
+    return make
+
+
+def connect_as(alias: str) -> psycopg.Connection:
+    """A raw driver connection with an alias's credentials: the database as that role sees it."""
+    params = connections[alias].get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    return psycopg.connect(**params, autocommit=False)
+
+
+@pytest.fixture
+def app_connection(committed):
+    """Connected as the restricted tenant role (flows_app). Fails, never skips, when it cannot connect."""
+    with connect_as(settings.TENANT_DB_ALIAS) as connection:
+        user = connection.execute("SELECT current_user").fetchone()[0]
+        assert user == settings.APP_ROLE
+        yield connection
