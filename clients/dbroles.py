@@ -243,10 +243,11 @@ def _verify_app_privileges(cursor) -> list[str]:
 def _verify_tenant_coverage(cursor) -> list[str]:
     """Every table with a client_id is a tenant model, and everything granted to the app role is one."""
     tenant_tables = _tenant_tables()
+    # pg_catalog, not information_schema: the latter hides tables the checking role has no privilege on.
     cursor.execute(
-        "SELECT DISTINCT c.table_name FROM information_schema.columns c "
-        "JOIN information_schema.tables t USING (table_schema, table_name) "
-        "WHERE c.table_schema = 'public' AND c.column_name = 'client_id' AND t.table_type = 'BASE TABLE'"
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'client_id' AND NOT a.attisdropped "
+        "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')"
     )
     problems = [
         f"table {table} has a client_id column but its model does not declare tenant_key"

@@ -1,0 +1,88 @@
+"""The audit trail: append-only for everyone, hash-chained per client, written in the change's transaction."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS
+
+from audit.models import AuditEvent
+from audit.services import GENESIS_HASH, event_hash, mask_changes, record
+from clients import services
+from tests.conftest import connect_as
+
+CHANGES = ["UPDATE audit_auditevent SET action = 'forged'", "DELETE FROM audit_auditevent", "TRUNCATE audit_auditevent"]
+
+
+@pytest.mark.parametrize("statement", CHANGES)
+@pytest.mark.parametrize("alias", [settings.CONSOLE_DB_ALIAS, settings.TENANT_DB_ALIAS])
+def test_the_runtime_roles_cannot_change_audit_events(committed, make_client, alias, statement):
+    acme = make_client("acme")
+    with connect_as(alias) as connection:
+        connection.execute("SELECT set_config('app.client_id', %s, true)", [str(acme.pk)])
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            connection.execute(statement)
+    assert AuditEvent.objects.filter(action="client.created").count() == 1
+
+
+@pytest.mark.parametrize("statement", CHANGES)
+def test_the_trigger_refuses_changes_even_from_the_owner(committed, make_client, statement):
+    make_client("acme")  # committed, so the owner's own connection sees it
+    with connect_as(DEFAULT_DB_ALIAS) as owner:
+        # Forced RLS hides every row from the owner; lift it inside this transaction (rolled back)
+        # so that the trigger, not an empty result, is what refuses.
+        owner.execute("ALTER TABLE audit_auditevent NO FORCE ROW LEVEL SECURITY")
+        assert owner.execute("SELECT count(*) FROM audit_auditevent").fetchone()[0] == 1
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
+            owner.execute(statement)
+        owner.rollback()
+    assert AuditEvent.objects.filter(action="client.created").count() == 1
+
+
+def test_record_needs_the_callers_transaction(committed):
+    with pytest.raises(RuntimeError, match="inside the transaction"):
+        record(actor=None, action="client.created")
+
+
+@pytest.mark.django_db(databases="__all__")
+def test_events_are_chained_per_client(make_client):
+    acme = make_client("acme")
+    services.configure_application(actor=None, client=acme, app_code="onboarding")
+    make_client("globex")
+    chain = list(AuditEvent.objects.filter(client_id=acme.pk).order_by("seq"))
+    assert [e.seq for e in chain] == [1, 2]
+    assert chain[0].prev_hash == GENESIS_HASH and chain[1].prev_hash == chain[0].hash
+    assert AuditEvent.objects.get(client_code="globex").seq == 1  # its own chain
+    first = chain[0]
+    fields = {
+        name: getattr(first, name)
+        for name in ("client_code", "actor_type", "actor_id", "actor_label", "action", "target_type", "target_id",
+                     "target_label", "changes", "ip", "user_agent", "request_id", "chain", "seq")
+    }  # fmt: skip
+    fields.update(occurred_at=first.occurred_at.isoformat(), client_id=str(first.client_id))
+    assert event_hash(first.prev_hash, fields) == first.hash
+    assert event_hash(first.prev_hash, {**fields, "action": "client.deleted"}) != first.hash
+
+
+@pytest.mark.django_db(databases="__all__")
+def test_a_failed_change_leaves_no_event_and_a_failed_event_no_change(make_client, monkeypatch):
+    acme = make_client("acme")
+    before = AuditEvent.objects.count()
+
+    def broken_record(**kwargs):
+        raise RuntimeError("audit store down")
+
+    monkeypatch.setattr(services, "record", broken_record)
+    with pytest.raises(RuntimeError):
+        services.update_client(actor=None, client=acme, legal_name="Changed")
+    acme.refresh_from_db()
+    assert acme.legal_name == "Acme Ltd"
+    assert AuditEvent.objects.count() == before
+
+
+def test_sensitive_values_are_masked_at_any_depth():
+    masked = mask_changes(
+        {"password": "x", "config": {"api_key": "k", "locale": "en"}, "name": {"old": "a", "new": "b"}}
+    )
+    assert masked == {"password": "***", "config": {"api_key": "***", "locale": "en"}, "name": {"old": "a", "new": "b"}}

@@ -1,0 +1,99 @@
+"""Ratchets: every tenant table is under RLS with the exact policy shape; a new table that forgets fails."""
+
+from __future__ import annotations
+
+import pytest
+from django.apps import apps
+from django.core.management import call_command
+from django.db import DEFAULT_DB_ALIAS, connections
+
+from clients import dbroles
+from clients.models import Client
+
+pytestmark = pytest.mark.usefixtures("committed")
+
+
+def owner_sql(*statements: str) -> None:
+    with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
+        for statement in statements:
+            cursor.execute(statement)
+
+
+def test_the_database_matches_the_declared_roles_grants_and_policies():
+    assert dbroles.verify() == []
+
+
+def test_every_model_holding_a_client_declares_tenant_key():
+    for model in apps.get_models():
+        holds_client = any(
+            getattr(field, "related_model", None) is Client or field.name == "client_id" for field in model._meta.fields
+        )
+        if holds_client:
+            assert getattr(model, "tenant_key", None), f"{model._meta.label} holds a client but is not under RLS"
+
+
+def test_every_unique_constraint_on_a_tenant_table_includes_the_client():
+    for model in dbroles.tenant_models():
+        for constraint in model._meta.constraints:
+            fields = getattr(constraint, "fields", ())
+            if fields and model.tenant_key != "id":
+                assert {"client", "client_id"} & set(fields), f"{model._meta.label}: {constraint.name}"
+
+
+def test_a_new_table_with_a_client_id_and_no_rls_is_reported():
+    owner_sql("CREATE TABLE forgetful (id uuid PRIMARY KEY, client_id uuid NOT NULL)")
+    try:
+        assert "table forgetful has a client_id column but its model does not declare tenant_key" in dbroles.verify()
+    finally:
+        owner_sql("DROP TABLE forgetful")
+
+
+def test_a_table_granted_to_the_app_role_outside_the_declarations_is_reported():
+    owner_sql("CREATE TABLE extra (id int)", "GRANT SELECT ON extra TO flows_app")
+    try:
+        assert any("privileges on extra" in problem for problem in dbroles.verify())
+    finally:
+        owner_sql("DROP TABLE extra")
+
+
+@pytest.mark.parametrize(
+    ("sabotage", "expected"),
+    [
+        ("ALTER TABLE clients_application NO FORCE ROW LEVEL SECURITY", "row level security is not forced"),
+        ("ALTER TABLE clients_application DISABLE ROW LEVEL SECURITY", "row level security is not enabled"),
+        (
+            "ALTER POLICY tenant_isolation ON clients_application USING (client_id = "
+            "(SELECT nullif(current_setting('app.client_id', true), '')::uuid)"
+            " OR current_setting('app.bypass', true) = 'on')",
+            "does not have the exact tenant shape",
+        ),
+        (
+            "CREATE POLICY extra ON clients_application FOR SELECT TO flows_app USING (true)",
+            "expected exactly one policy for flows_app, found 2",
+        ),
+        ("GRANT TRUNCATE ON clients_client TO flows_app", "has TRUNCATE on clients_client"),
+        ("GRANT REFERENCES ON clients_client TO flows_app", "has REFERENCES on clients_client"),
+    ],
+)
+def test_each_weakening_is_reported_and_migrate_repairs_it(sabotage, expected):
+    owner_sql(sabotage)
+    assert any(expected in problem for problem in dbroles.verify()), dbroles.verify()
+    if "CREATE POLICY extra" in sabotage:
+        owner_sql("DROP POLICY extra ON clients_application")  # apply() reports foreign policies, never drops them
+    dbroles.apply()
+    assert dbroles.verify() == []
+
+
+def test_the_system_check_reports_rls_problems():
+    owner_sql("ALTER TABLE clients_client NO FORCE ROW LEVEL SECURITY")
+    try:
+        with pytest.raises(Exception, match=r"clients\.E001.*not forced"):
+            call_command("check", databases=["console"])
+    finally:
+        dbroles.apply()
+
+
+def test_applying_twice_is_harmless():
+    dbroles.apply()
+    dbroles.apply()
+    assert dbroles.verify() == []
