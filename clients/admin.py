@@ -11,8 +11,8 @@ from django.utils.html import format_html
 
 from clients import services
 from clients.configuration import configuration_errors
-from clients.models import Application, Client, Tier
-from clients.selectors import client_usage, tier_fit_problems
+from clients.models import Application, Client, Tier, normalise_code, normalise_domain
+from clients.selectors import client_usage, features_not_in_tier, tier_fit_problems
 from config.admin import confirmed_action
 from config.errors import FlowsError
 
@@ -79,6 +79,12 @@ class ClientForm(forms.ModelForm):
     class Meta:
         model = Client
         fields = ["code", "legal_name", "domain", "region", "tier"]
+
+    def clean_code(self):
+        return normalise_code(self.cleaned_data.get("code"))
+
+    def clean_domain(self):
+        return normalise_domain(self.cleaned_data.get("domain"))
 
     def clean(self):
         cleaned = super().clean()
@@ -150,15 +156,15 @@ class ClientAdmin(ServiceAdminMixin, admin.ModelAdmin):
             created = services.create_client(actor=request.user, code=form.cleaned_data["code"], **data)
             obj.pk, obj._state = created.pk, created._state
 
-    def save_related(self, request, form, formsets, change):
-        """The application inline is read-only: applications are configured on their own page."""
-
 
 class ApplicationForm(forms.ModelForm):
     class Meta:
         model = Application
         fields = ["client", "app_code", "name", "configuration", "features", "status"]
         help_texts = {"features": "Comma-separated; must be features of the client's tier."}
+
+    def clean_app_code(self):
+        return normalise_code(self.cleaned_data.get("app_code"))
 
     def clean(self):
         cleaned = super().clean()
@@ -167,7 +173,7 @@ class ApplicationForm(forms.ModelForm):
             self.add_error("configuration", errors)
         client = cleaned.get("client") or getattr(self.instance, "client", None)
         features = cleaned.get("features") or []
-        if client and (missing := sorted(set(features) - set(client.tier.features))):
+        if client and (missing := features_not_in_tier(features, client.tier)):
             self.add_error("features", f"Not in tier {client.tier.code}: {', '.join(missing)}.")
         return cleaned
 

@@ -13,6 +13,16 @@ CODE_PATTERN = r"^[a-z0-9-]+$"
 APP_CODE_PATTERN = r"^[a-z][a-z0-9-]*$"
 
 
+def normalise_code(value: str | None) -> str:
+    """Codes are case-insensitive on input and stored lowercase: ' ACME ' is 'acme'."""
+    return (value or "").strip().lower()
+
+
+def normalise_domain(value: str | None) -> str:
+    """Hostnames are case-insensitive and may be written fully qualified: 'Acme.Example.' is 'acme.example'."""
+    return (value or "").strip().lower().rstrip(".")
+
+
 class Tier(models.Model):
     """A subscription tier: limits and the features a client's applications may use. Global, not per client."""
 

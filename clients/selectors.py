@@ -52,13 +52,17 @@ def client_usage(client: Client) -> Usage:
     return Usage(applications=len(rows), features_by_application=dict(rows))
 
 
+def features_not_in_tier(features, tier: Tier) -> list[str]:
+    return sorted(set(features) - set(tier.features))
+
+
 def tier_fit_problems(usage: Usage, tier: Tier) -> list[str]:
     """Why a client's current usage does not fit `tier`; empty when it fits."""
     problems = []
     if usage.applications > tier.max_applications:
         problems.append(f"{usage.applications} applications, the tier allows {tier.max_applications}")
     for app_code, features in sorted(usage.features_by_application.items()):
-        if missing := sorted(set(features) - set(tier.features)):
+        if missing := features_not_in_tier(features, tier):
             problems.append(f"application {app_code} uses {', '.join(missing)}, not in the tier")
     return problems
 

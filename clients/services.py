@@ -10,8 +10,8 @@ from django.utils import timezone
 
 from audit.services import diff, record
 from clients.configuration import configuration_errors
-from clients.models import Application, Client, Tier
-from clients.selectors import client_usage, get_client, get_tier, tier_fit_problems
+from clients.models import Application, Client, Tier, normalise_code, normalise_domain
+from clients.selectors import client_usage, features_not_in_tier, get_client, get_tier, tier_fit_problems
 from config.errors import InvalidInput, Refused
 from config.validation import conflicts_as, full_clean
 
@@ -33,9 +33,9 @@ def _tier(tier: Tier | str) -> Tier:
 
 def create_client(*, actor, code: str, legal_name: str, domain: str, region: str, tier: Tier | str = "free") -> Client:
     client = Client(
-        code=(code or "").strip().lower(),
+        code=normalise_code(code),
         legal_name=(legal_name or "").strip(),
-        domain=(domain or "").strip().lower().rstrip("."),
+        domain=normalise_domain(domain),
         region=(region or "").strip().upper(),
         tier=_tier(tier),
     )
@@ -69,7 +69,7 @@ def update_client(
         if legal_name is not None:
             client.legal_name = legal_name.strip()
         if domain is not None:
-            client.domain = domain.strip().lower().rstrip(".")
+            client.domain = normalise_domain(domain)
         if region is not None:
             client.region = region.strip().upper()
         if tier is not None:
@@ -126,7 +126,7 @@ def configure_application(
     status: str | None = None,
 ) -> Application:
     """Create the client's application `app_code`, or update the fields given. Checks tier limits and features."""
-    app_code = (app_code or "").strip().lower()
+    app_code = normalise_code(app_code)
     with _atomic():
         # The client row lock serialises concurrent creations against max_applications.
         client = get_client(str(client.pk), for_update=True)
@@ -151,7 +151,7 @@ def configure_application(
             application.configuration = configuration
         if features is not None:
             features = sorted({feature.strip() for feature in features if feature.strip()})
-            if missing := sorted(set(features) - set(client.tier.features)):
+            if missing := features_not_in_tier(features, client.tier):
                 raise InvalidInput(
                     f"Feature(s) {', '.join(missing)} are not in tier {client.tier.code} "
                     f"(available: {', '.join(client.tier.features)}).",

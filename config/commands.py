@@ -7,6 +7,7 @@ one-line reason on stderr (and, with --json, an error object on stdout). Usage e
 
 from __future__ import annotations
 
+import getpass
 import json
 from argparse import RawDescriptionHelpFormatter
 from dataclasses import dataclass, field
@@ -27,6 +28,21 @@ class Result:
 
     data: dict[str, Any] = field(default_factory=dict)
     text: str = ""
+
+
+@dataclass(frozen=True)
+class CommandActor:
+    """Who acts when an operator runs a command: recorded in the audit trail as `manage.py <name> (<os user>)`."""
+
+    command: str
+
+    @property
+    def audit_principal(self) -> tuple[str, str, str]:
+        try:
+            user = getpass.getuser()
+        except (KeyError, OSError):
+            user = "unknown"
+        return "system", user, f"manage.py {self.command} ({user})"
 
 
 class UsageError(CommandError):
@@ -52,6 +68,10 @@ class FlowsCommand(BaseCommand):
             parser.add_argument("client", help=help_text)
         else:
             parser.add_argument("--client", required=True, help=help_text)
+
+    @property
+    def actor(self) -> CommandActor:
+        return CommandActor(self.__module__.rsplit(".", 1)[-1])
 
     def handle(self, *args, **options):
         self.as_json = options["as_json"]

@@ -35,7 +35,7 @@ class Command(FlowsCommand):
                 ) from None
         features = options["features"].split(",") if options["features"] is not None else None
         application = configure_application(
-            actor=None,
+            actor=self.actor,
             client=get_client(options["client"]),
             app_code=options["app_code"],
             name=options["name"],

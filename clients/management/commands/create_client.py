@@ -35,7 +35,7 @@ class Command(FlowsCommand):
 
     def run(self, **options):
         client = create_client(
-            actor=None,
+            actor=self.actor,
             code=options["code"],
             legal_name=options["name"],
             domain=options["domain"],

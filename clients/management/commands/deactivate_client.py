@@ -15,5 +15,5 @@ class Command(FlowsCommand):
         parser.add_argument("--reason", default="", help="Why, for the audit trail.")
 
     def run(self, **options):
-        client = deactivate_client(actor=None, client=get_client(options["client"]), reason=options["reason"])
+        client = deactivate_client(actor=self.actor, client=get_client(options["client"]), reason=options["reason"])
         return Result(client_data(client), f"Client {client.code} is deactivated.")

@@ -33,6 +33,6 @@ class Command(FlowsCommand):
             user.is_staff = user.is_superuser = user.is_active = True
             user.set_password(password)
             user.save()
-            record(actor=None, action="staff.user_created" if created else "staff.password_reset", target=user)
+            record(actor=self.actor, action="staff.user_created" if created else "staff.password_reset", target=user)
         text = f"\n  Flows Console: {options['url']}\n  Log in as: {user.username} / {password}\n"
         return Result({"username": user.username, "password": password, "url": options["url"]}, text)

@@ -14,5 +14,5 @@ class Command(FlowsCommand):
         self.add_client_argument(parser)
 
     def run(self, **options):
-        client = reactivate_client(actor=None, client=get_client(options["client"]))
+        client = reactivate_client(actor=self.actor, client=get_client(options["client"]))
         return Result(client_data(client), f"Client {client.code} is active.")

@@ -57,14 +57,18 @@ class Command(FlowsCommand):
             if Client.objects.filter(code=spec["code"]).exists():
                 continue
             with transaction.atomic(using=settings.CONSOLE_DB_ALIAS):
-                client = create_client(actor=None, **{**spec, "tier": "free"})
-                client = update_client(actor=None, client=client, tier=spec["tier"])
+                client = create_client(actor=self.actor, **{**spec, "tier": "free"})
+                client = update_client(actor=self.actor, client=client, tier=spec["tier"])
                 for app_code, configuration, features in DEMO_APPLICATIONS[spec["code"]]:
                     configure_application(
-                        actor=None, client=client, app_code=app_code, configuration=configuration, features=features
+                        actor=self.actor,
+                        client=client,
+                        app_code=app_code,
+                        configuration=configuration,
+                        features=features,
                     )
                 if spec["code"] == "umbrella":
-                    deactivate_client(actor=None, client=client, reason="demo: contract paused")
+                    deactivate_client(actor=self.actor, client=client, reason="demo: contract paused")
             created.append(spec["code"])
         text = f"Demo data: created {', '.join(created)}." if created else "Demo data already present."
         return Result({"created": created}, text)

@@ -22,5 +22,5 @@ class Command(FlowsCommand):
         changes = {key: options[key] for key in ("legal_name", "domain", "region", "tier") if options[key] is not None}
         if not changes:
             raise UsageError("nothing to change: give at least one of --name, --domain, --region, --tier")
-        client = update_client(actor=None, client=get_client(options["client"]), **changes)
+        client = update_client(actor=self.actor, client=get_client(options["client"]), **changes)
         return Result(client_data(client), f"Updated client {client.code}.")

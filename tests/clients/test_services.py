@@ -1,0 +1,205 @@
+"""Services: the one path for every write. Validation, limits, refusals, and an audit event per change."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+from audit.models import AuditEvent
+from clients import services
+from clients.models import Application, Client
+from config.errors import FlowsError, InvalidInput, NotFound, Refused
+
+pytestmark = pytest.mark.django_db(databases="__all__")
+
+
+def events(action: str) -> list[AuditEvent]:
+    return list(AuditEvent.objects.filter(action=action).order_by("id"))
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("code", "A", "code"),
+        ("code", "has space", "code"),
+        ("code", "x" * 51, "code"),
+        ("domain", "not a host", "domain"),
+        ("domain", "-bad-.example", "domain"),
+        ("region", "MARS", "region"),
+        ("legal_name", "   ", "legal_name"),
+    ],
+)
+def test_create_client_rejects_bad_input_and_writes_nothing(field, value, message):
+    arguments = {"code": "acme", "legal_name": "Acme", "domain": "acme.thepia.net", "region": "EU", "tier": "pro"}
+    with pytest.raises(InvalidInput) as raised:
+        services.create_client(actor=None, **{**arguments, field: value})
+    assert message in raised.value.fields, raised.value.as_dict()
+    assert not Client.objects.exists()
+    assert not AuditEvent.objects.exists()
+
+
+def test_create_client_normalises_and_records_the_event(make_client):
+    client = services.create_client(
+        actor=None, code=" ACME ", legal_name=" Acme Corporation ", domain="Acme.Thepia.NET.", region="eu", tier="pro"
+    )
+    assert (client.code, client.legal_name, client.domain, client.region, client.tier_id) == (
+        "acme",
+        "Acme Corporation",
+        "acme.thepia.net",
+        "EU",
+        "pro",
+    )
+    [event] = events("client.created")
+    assert event.client_id == client.pk and event.client_code == "acme" and event.target_id == str(client.pk)
+    assert event.changes["tier"] == {"old": None, "new": "pro"}
+    assert event.actor_type == "system"
+
+
+def test_an_unknown_tier_names_the_choices():
+    with pytest.raises(InvalidInput, match=r"Choose one of: .*enterprise"):
+        services.create_client(actor=None, code="acme", legal_name="A", domain="a.example", region="EU", tier="gold")
+
+
+def test_duplicate_code_or_domain_is_a_clear_conflict(make_client):
+    make_client("acme")
+    with pytest.raises(FlowsError, match="already exists"):
+        services.create_client(actor=None, code="acme", legal_name="X", domain="other.example", region="EU")
+    with pytest.raises(FlowsError, match="already exists"):
+        services.create_client(actor=None, code="other", legal_name="X", domain="acme.thepia.net", region="EU")
+    assert Client.objects.count() == 1
+
+
+def test_update_client_records_only_what_changed(make_client):
+    acme = make_client("acme")
+    services.update_client(actor=None, client=acme, legal_name="Acme Ltd")  # unchanged
+    assert events("client.updated") == []
+    services.update_client(actor=None, client=acme, legal_name="Acme Holding", region="US")
+    [event] = events("client.updated")
+    assert event.changes == {
+        "legal_name": {"old": "Acme Ltd", "new": "Acme Holding"},
+        "region": {"old": "EU", "new": "US"},
+    }
+
+
+def test_a_downgrade_the_usage_does_not_fit_is_refused_with_the_reasons(make_client):
+    acme = make_client("acme", tier="pro")
+    services.configure_application(actor=None, client=acme, app_code="onboarding", features=["sso"])
+    services.configure_application(actor=None, client=acme, app_code="offboarding")
+    with pytest.raises(Refused) as raised:
+        services.update_client(actor=None, client=acme, tier="free")
+    assert raised.value.code == "tier_does_not_fit"
+    assert "2 applications, the tier allows 1" in raised.value.message
+    assert "sso" in raised.value.message
+    acme.refresh_from_db()
+    assert acme.tier_id == "pro"
+    assert events("client.updated") == []
+
+
+def test_an_upgrade_and_a_fitting_downgrade_are_applied(make_client):
+    acme = make_client("acme", tier="free")
+    services.update_client(actor=None, client=acme, tier="enterprise")
+    services.update_client(actor=None, client=acme, tier="pro")
+    assert [e.changes["tier"] for e in events("client.updated")] == [
+        {"old": "free", "new": "enterprise"},
+        {"old": "enterprise", "new": "pro"},
+    ]
+
+
+def test_deactivate_and_reactivate_are_idempotent_and_audited(make_client):
+    acme = make_client("acme")
+    services.deactivate_client(actor=None, client=acme, reason="contract ended")
+    services.deactivate_client(actor=None, client=acme, reason="again")
+    acme.refresh_from_db()
+    assert acme.status == Client.Status.DEACTIVATED and acme.deactivated_at is not None
+    [event] = events("client.deactivated")
+    assert event.changes["reason"] == "contract ended"
+    with pytest.raises(Refused, match="deactivated"):
+        services.configure_application(actor=None, client=acme, app_code="onboarding")
+    services.reactivate_client(actor=None, client=acme)
+    services.reactivate_client(actor=None, client=acme)
+    acme.refresh_from_db()
+    assert acme.status == Client.Status.ACTIVE and acme.deactivated_at is None
+    assert len(events("client.reactivated")) == 1
+
+
+def test_the_tier_limits_the_number_of_applications(make_client):
+    acme = make_client("acme", tier="free")
+    services.configure_application(actor=None, client=acme, app_code="onboarding")
+    with pytest.raises(Refused) as raised:
+        services.configure_application(actor=None, client=acme, app_code="offboarding")
+    assert raised.value.code == "application_limit"
+    assert Application.objects.filter(client=acme).count() == 1
+    # Updating an existing application is not a new one.
+    services.configure_application(actor=None, client=acme, app_code="onboarding", name="Welcome")
+
+
+def test_features_must_be_in_the_tier(make_client):
+    acme = make_client("acme", tier="free")
+    with pytest.raises(InvalidInput) as raised:
+        services.configure_application(actor=None, client=acme, app_code="onboarding", features=["sso", "invitations"])
+    assert raised.value.code == "feature_not_in_tier" and "sso" in raised.value.message
+    assert not Application.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("configuration", "complaint"),
+    [
+        ({"colour": "red"}, "colour"),
+        ({"branding": {"primary_color": "red"}}, "primary_color"),
+        ({"branding": {"logo_url": "http://insecure.example/logo.png"}}, "logo_url"),
+        ({"notifications": {"reminder_days": [0]}}, "reminder_days"),
+        ({"locale": 7}, "locale"),
+        ({"workflow": {"steps": "not a list"}}, "steps"),
+        (["not", "an", "object"], "object"),
+    ],
+)
+def test_configuration_must_match_the_documented_shape(make_client, configuration, complaint):
+    acme = make_client("acme")
+    with pytest.raises(InvalidInput) as raised:
+        services.configure_application(actor=None, client=acme, app_code="onboarding", configuration=configuration)
+    assert raised.value.code == "invalid_configuration"
+    assert complaint in raised.value.message
+    assert not Application.objects.exists()
+
+
+def test_configure_application_creates_then_updates_with_a_diff(make_client):
+    acme = make_client("acme")
+    configuration = {"locale": "da-DK", "branding": {"display_name": "Acme", "primary_color": "#112233"}}
+    app = services.configure_application(
+        actor=None, client=acme, app_code="Onboarding", configuration=configuration, features=["sso", "sso"]
+    )
+    assert (app.app_code, app.name, app.features) == ("onboarding", "Onboarding", ["sso"])
+    services.configure_application(actor=None, client=acme, app_code="onboarding", status="disabled")
+    services.configure_application(actor=None, client=acme, app_code="onboarding", status="disabled")  # no change
+    [created] = events("application.created")
+    [updated] = events("application.updated")
+    assert created.changes["configuration"]["new"] == configuration
+    assert updated.changes == {"status": {"old": "enabled", "new": "disabled"}}
+    assert updated.target_label and updated.client_id == acme.pk
+
+
+def test_lookups_say_what_was_not_found():
+    from clients.selectors import get_client
+
+    with pytest.raises(NotFound, match="No client with code or id 'nope'"):
+        get_client("nope")
+
+
+def test_every_public_service_writes_an_audit_event():
+    """Ratchet: a new service function must be exercised here, so that its audit event is asserted."""
+    public = {
+        name
+        for name, function in inspect.getmembers(services, inspect.isfunction)
+        if function.__module__ == services.__name__ and not name.startswith("_")
+    }
+    audited_in_this_module = {
+        "create_client",
+        "update_client",
+        "deactivate_client",
+        "reactivate_client",
+        "configure_application",
+    }
+    assert public == audited_in_this_module, (
+        f"add a test asserting the audit event of: {public - audited_in_this_module}"
+    )
