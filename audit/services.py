@@ -6,6 +6,7 @@ import hashlib
 import json
 from typing import Any
 
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connections, router, transaction
 from django.utils import timezone
 
@@ -29,6 +30,11 @@ def mask_changes(changes: dict[str, Any]) -> dict[str, Any]:
         else:
             masked[key] = value
     return masked
+
+
+def as_json_values(changes: dict[str, Any]) -> dict[str, Any]:
+    """Changes exactly as they will be stored (dates, UUIDs, decimals as JSON strings), so the hash matches."""
+    return json.loads(json.dumps(changes, cls=DjangoJSONEncoder))
 
 
 def diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -86,7 +92,7 @@ def record(
         "target_type": target_type,
         "target_id": target_id,
         "target_label": target_label[:200],
-        "changes": mask_changes(changes or {}),
+        "changes": as_json_values(mask_changes(changes or {})),
         "ip": origin.ip,
         "user_agent": origin.user_agent,
         "request_id": origin.request_id,

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.http import HttpResponseRedirect
+from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
 from clients import services
 from clients.configuration import configuration_errors
-from clients.models import Application, Client, Tier, normalise_code, normalise_domain
+from clients.models import ApiKey, Application, Client, Tier, normalise_code, normalise_domain
 from clients.selectors import client_usage, features_not_in_tier, tier_fit_problems
 from config.admin import confirmed_action
 from config.errors import FlowsError
@@ -212,3 +214,101 @@ class ApplicationAdmin(ServiceAdminMixin, admin.ModelAdmin):
             status=form.cleaned_data["status"],
         )
         obj.pk, obj._state = application.pk, application._state
+
+
+class ApiKeyStateFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return [("usable", "Usable"), ("expired", "Expired"), ("revoked", "Revoked")]
+
+    def queryset(self, request, queryset):
+        now = timezone.now()
+        usable = Q(revoked_at__isnull=True) & (Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+        match self.value():
+            case "usable":
+                return queryset.filter(usable)
+            case "expired":
+                return queryset.filter(revoked_at__isnull=True, expires_at__lte=now)
+            case "revoked":
+                return queryset.filter(revoked_at__isnull=False)
+        return queryset
+
+
+class ApiKeyForm(forms.ModelForm):
+    scopes = forms.MultipleChoiceField(choices=ApiKey.Scope.choices, widget=forms.CheckboxSelectMultiple)
+
+    class Meta:
+        model = ApiKey
+        fields = ["client", "application", "name", "scopes", "expires_at"]
+
+
+def _revoke(*, actor, obj, reason):
+    services.revoke_api_key(actor=actor, api_key=obj)
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(ServiceAdminMixin, admin.ModelAdmin):
+    form = ApiKeyForm
+    list_display = ["name", "prefix", "client_link", "application", "scope_list", "state", "expires_at", "last_used_at"]
+    list_filter = [ApiKeyStateFilter, "client__tier"]
+    search_fields = ["prefix", "name", "client__code"]
+    list_select_related = ["client", "application"]
+    autocomplete_fields = ["client"]
+    actions = [
+        confirmed_action(
+            description="Revoke selected API keys",
+            verb="revoke",
+            service=_revoke,
+            warning="Applications using these keys are refused at once. This cannot be undone.",
+        )
+    ]
+    show_full_result_count = False
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["client", "application", "name", "scopes", "expires_at"]
+        return ["client", "application", "name", "prefix", "scope_list", "state", "expires_at", "last_used_at",
+                "revoked_at", "created_at", "id"]  # fmt: skip
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.get_fields(request, obj) if obj else []
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None and super().has_change_permission(request, obj)  # keys are revoked, not edited
+
+    client_link = ApplicationAdmin.client_link
+
+    @admin.display(description="scopes")
+    def scope_list(self, api_key):
+        return ", ".join(api_key.scopes)
+
+    @admin.display(description="state")
+    def state(self, api_key):
+        if api_key.revoked_at:
+            return "revoked"
+        return "usable" if api_key.is_usable(timezone.now()) else "expired"
+
+    def save_model(self, request, obj, form, change):
+        api_key, full_key = services.create_api_key(
+            actor=request.user,
+            client=form.cleaned_data["client"],
+            application=form.cleaned_data.get("application"),
+            name=form.cleaned_data["name"],
+            scopes=form.cleaned_data["scopes"],
+            expires_at=form.cleaned_data.get("expires_at"),
+        )
+        obj.pk, obj._state, obj.prefix = api_key.pk, api_key._state, api_key.prefix
+        obj.full_key = full_key
+
+    def response_add(self, request, obj, post_url_continue=None):
+        """Show the key once, on this response only: never in a message, a cookie, the session or a log."""
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "API key created",
+            "opts": self.opts,
+            "api_key": obj,
+            "full_key": obj.full_key,
+        }
+        return TemplateResponse(request, "admin/clients/apikey/created.html", context)  # the admin adds no-store

@@ -16,6 +16,8 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from psycopg import sql
 
+from clients.constraints import TenantForeignKey
+
 log = logging.getLogger(__name__)
 
 DML = "SELECT, INSERT, UPDATE, DELETE"
@@ -26,6 +28,7 @@ CONSOLE_GRANTS: dict[str, str] = {
     "clients.Tier": "SELECT",
     "clients.Client": "SELECT, INSERT, UPDATE",
     "clients.Application": DML,
+    "clients.ApiKey": "SELECT, INSERT, UPDATE",  # revoked, never deleted
     "audit.AuditEvent": "SELECT, INSERT",
     "auth.User": DML,
     "auth.User_groups": DML,
@@ -292,4 +295,23 @@ def _verify_table(cursor, table: str, model, app_role: str, console_role: str) -
             problems.append(f"table {table}: policy {name} does not have the exact tenant shape ({qual!r})")
     if len(console_policies) != 1:
         problems.append(f"table {table}: expected exactly one policy for {console_role}, found {len(console_policies)}")
+    return problems + _verify_tenant_links(cursor, table, model)
+
+
+def _verify_tenant_links(cursor, table: str, model) -> list[str]:
+    """Every declared TenantForeignKey exists as a composite foreign key on (client_id, <x>_id)."""
+    problems = []
+    for constraint in model._meta.constraints:
+        if not isinstance(constraint, TenantForeignKey):
+            continue
+        column = model._meta.get_field(constraint.field).column
+        cursor.execute(
+            "SELECT array_agg(a.attname::text ORDER BY k.ord) FROM pg_constraint c "
+            "CROSS JOIN LATERAL unnest(c.conkey) WITH ORDINALITY AS k(attnum, ord) "
+            "JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum "
+            "WHERE c.conrelid = to_regclass(%s) AND c.conname = %s AND c.contype = 'f'",
+            [f"public.{table}", constraint.name],
+        )
+        if cursor.fetchone()[0] != ["client_id", column]:
+            problems.append(f"table {table}: composite foreign key {constraint.name} (client_id, {column}) is missing")
     return problems

@@ -9,6 +9,8 @@ from django.core.validators import DomainNameValidator, MaxLengthValidator, MinL
 from django.db import models
 from django.db.models.functions import Lower
 
+from clients.constraints import TenantForeignKey
+
 CODE_PATTERN = r"^[a-z0-9-]+$"
 APP_CODE_PATTERN = r"^[a-z][a-z0-9-]*$"
 
@@ -143,3 +145,58 @@ class Application(models.Model):
 
     def __str__(self):
         return f"{self.name} ({self.app_code})"
+
+
+class ApiKey(models.Model):
+    """A Flows application's credential for the tenant API. Only a hash of the secret is stored.
+
+    The full key, `flk_<prefix>_<secret>`, is shown once when created. `prefix` is public: it
+    names the key in logs, lists and support conversations and finds the row on authentication.
+    """
+
+    tenant_key = "client_id"
+
+    class Scope(models.TextChoices):
+        CONFIGURATION_READ = "configuration:read", "Read the client's configuration"
+        INVITATIONS_REDEEM = "invitations:redeem", "Validate and redeem invitations"
+        INVITATIONS_READ = "invitations:read", "List the client's invitations"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    client = models.ForeignKey(Client, on_delete=models.PROTECT, related_name="api_keys")
+    # Composite foreign key (client_id, application_id): see TenantForeignKey below.
+    application = models.ForeignKey(
+        Application,
+        # The composite key is ON DELETE RESTRICT in the database; DO_NOTHING keeps Django's collector from
+        # reading API keys when an application is deleted (the app role may not read them at all).
+        on_delete=models.DO_NOTHING,
+        related_name="api_keys",
+        null=True,
+        blank=True,
+        db_constraint=False,
+        db_index=False,  # covered by apikey_client_application
+        help_text="Optional: limit the key to one of the client's applications.",
+    )
+    name = models.CharField(max_length=100, help_text="What uses this key, e.g. 'offboarding production'.")
+    prefix = models.CharField(max_length=16, unique=True, editable=False)
+    secret_hash = models.CharField(max_length=64, editable=False)
+    scopes = ArrayField(models.CharField(max_length=40, choices=Scope.choices), default=list)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "API key"
+        ordering = ["client__code", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["client", "name"], name="apikey_unique_name_per_client"),
+            TenantForeignKey(field="application", name="apikey_application_same_client"),
+            models.CheckConstraint(condition=~models.Q(scopes=[]), name="apikey_has_scopes"),
+        ]
+        indexes = [models.Index(fields=["client", "application"], name="apikey_client_application")]
+
+    def __str__(self):
+        return f"{self.name} ({self.prefix})"
+
+    def is_usable(self, now) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)

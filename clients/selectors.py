@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from django.db.models import Count
 
 from audit.models import AuditEvent
-from clients.models import Application, Client, Tier
+from clients.models import ApiKey, Application, Client, Tier
 from config.errors import InvalidInput, NotFound
 
 
@@ -26,6 +26,28 @@ def get_client(reference: str, *, for_update: bool = False) -> Client:
         return queryset.get(**lookup)
     except Client.DoesNotExist:
         raise NotFound(f"No client with code or id '{reference}'.", code="client_not_found") from None
+
+
+def get_application(client: Client, app_code: str) -> Application:
+    try:
+        return Application.objects.get(client_id=client.pk, app_code=(app_code or "").strip().lower())
+    except Application.DoesNotExist:
+        raise NotFound(f"Client {client.code} has no application '{app_code}'.", code="application_not_found") from None
+
+
+def get_api_key(client: Client, reference: str) -> ApiKey:
+    """One of the client's API keys by its prefix (or the full key) or its id."""
+    reference = (reference or "").strip()
+    prefix = reference.removeprefix("flk_").split("_", 1)[0]
+    try:
+        lookup = {"pk": uuid.UUID(reference)}
+    except ValueError:
+        lookup = {"prefix": prefix}
+    try:
+        return ApiKey.objects.select_related("client").get(client_id=client.pk, **lookup)
+    except ApiKey.DoesNotExist:
+        message = f"Client {client.code} has no API key '{prefix or reference}'."
+        raise NotFound(message, code="api_key_not_found") from None
 
 
 def get_tier(code: str) -> Tier:

@@ -9,9 +9,17 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.services import diff, record
+from clients import apikeys
 from clients.configuration import configuration_errors
-from clients.models import Application, Client, Tier, normalise_code, normalise_domain
-from clients.selectors import client_usage, features_not_in_tier, get_client, get_tier, tier_fit_problems
+from clients.models import ApiKey, Application, Client, Tier, normalise_code, normalise_domain
+from clients.selectors import (
+    client_usage,
+    features_not_in_tier,
+    get_application,
+    get_client,
+    get_tier,
+    tier_fit_problems,
+)
 from config.errors import InvalidInput, Refused
 from config.validation import conflicts_as, full_clean
 
@@ -169,3 +177,63 @@ def configure_application(
             action = "application.created" if creating else "application.updated"
             record(actor=actor, action=action, client=client, target=application, changes=changes)
     return application
+
+
+def create_api_key(
+    *,
+    actor,
+    client: Client,
+    name: str,
+    scopes: list[str],
+    application: Application | str | None = None,
+    expires_at=None,
+) -> tuple[ApiKey, str]:
+    """Issue an API key for the client. Returns the key row and the full key, which is shown once, never stored."""
+    with _atomic():
+        client = get_client(str(client.pk), for_update=True)
+        if client.status != Client.Status.ACTIVE:
+            raise Refused(f"Client {client.code} is {client.status}; API keys are issued to active clients only.",
+                          code="client_not_active")  # fmt: skip
+        if isinstance(application, str):
+            application = get_application(client, application)
+        if expires_at is not None and expires_at <= timezone.now():
+            raise InvalidInput("The expiry must be in the future.", fields={"expires_at": ["Must be in the future."]})
+        full_key, prefix, secret_hash = apikeys.generate()
+        api_key = ApiKey(
+            client=client,
+            application=application,
+            name=(name or "").strip(),
+            prefix=prefix,
+            secret_hash=secret_hash,
+            scopes=sorted(set(scopes or [])),
+            expires_at=expires_at,
+        )
+        full_clean(api_key, exclude=["prefix", "secret_hash"])
+        with conflicts_as(f"Client {client.code} already has an API key named '{api_key.name}'."):
+            api_key.save(force_insert=True)
+        changes = {
+            "name": api_key.name,
+            "prefix": prefix,
+            "scopes": api_key.scopes,
+            "application": application.app_code if application else None,
+            "expires_at": expires_at,
+        }
+        record(actor=actor, action="api_key.created", client=client, target=api_key, changes=diff({}, changes))
+    return api_key, full_key
+
+
+def revoke_api_key(*, actor, api_key: ApiKey) -> ApiKey:
+    """Revoke a key at once. Revoking a revoked key changes nothing and records nothing."""
+    with _atomic():
+        api_key = ApiKey.objects.select_for_update().select_related("client").get(pk=api_key.pk)
+        if api_key.revoked_at is None:
+            api_key.revoked_at = timezone.now()
+            api_key.save(update_fields=["revoked_at"])
+            record(
+                actor=actor,
+                action="api_key.revoked",
+                client=api_key.client,
+                target=api_key,
+                changes={"revoked_at": {"old": None, "new": api_key.revoked_at}},
+            )
+    return api_key

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import logging
 from argparse import RawDescriptionHelpFormatter
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
 from config.errors import FlowsError
+
+log = logging.getLogger(__name__)
 
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
@@ -84,6 +87,17 @@ class FlowsCommand(BaseCommand):
         except DatabaseError as error:
             reason = str(error).strip().splitlines()[0] if str(error).strip() else error.__class__.__name__
             raise CommandError(f"database error: {reason}", returncode=EXIT_REFUSED) from None
+        except CommandError:
+            raise
+        except Exception as error:
+            if options.get("traceback"):
+                raise
+            # A bug, not bad input: one line for the operator, the details with --traceback.
+            log.error("%s failed with %s", self.actor.command, error.__class__.__name__)
+            raise CommandError(
+                f"internal error ({error.__class__.__name__}); re-run with --traceback for details",
+                returncode=EXIT_REFUSED,
+            ) from None
         if self.as_json:
             self.stdout.write(json.dumps({"ok": True, **result.data}, default=str, sort_keys=True))
         elif result.text:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+
 import psycopg
 import pytest
 from django.conf import settings
+from django.core.management import ManagementUtility
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from clients import services
@@ -90,3 +94,31 @@ def app_connection(committed):
         user = connection.execute("SELECT current_user").fetchone()[0]
         assert user == settings.APP_ROLE
         yield connection
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def json(self) -> dict:
+        return json.loads(self.out)
+
+
+@pytest.fixture
+def manage(committed, capsys):
+    """Run `manage.py <argv>` in-process through Django's real entry point (which closes connections when done)."""
+
+    def run(*argv: str) -> Run:
+        capsys.readouterr()
+        try:
+            ManagementUtility(["manage.py", *argv]).execute()
+            code = 0
+        except SystemExit as exit_:
+            code = exit_.code or 0
+        captured = capsys.readouterr()
+        return Run(code, captured.out, captured.err)
+
+    return run

@@ -31,6 +31,7 @@ def populate(make_client, codes: list[str]) -> None:
         services.configure_application(actor=None, client=acme, app_code="onboarding", features=["sso"])
         services.configure_application(actor=None, client=acme, app_code="offboarding")
         services.update_client(actor=None, client=acme, legal_name=f"{code} Holding")
+        services.create_api_key(actor=None, client=acme, name="prod", scopes=["configuration:read"])
 
 
 def changelist_queries(client, url: str) -> int:
@@ -47,6 +48,7 @@ def changelist_queries(client, url: str) -> int:
         "admin:clients_client_changelist",
         "admin:clients_application_changelist",
         "admin:clients_tier_changelist",
+        "admin:clients_apikey_changelist",
         "admin:audit_auditevent_changelist",
     ],
 )

@@ -7,43 +7,17 @@ stderr), so the tests use committed data: that entry point closes the connection
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 import pytest
-from django.core.management import ManagementUtility, get_commands, load_command_class
+from django.core.management import get_commands, load_command_class
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from audit.models import AuditEvent
 from clients.models import Application, Client
 from config.commands import FlowsCommand
+from tests.conftest import Run
 
 pytestmark = pytest.mark.usefixtures("committed")
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def json(self) -> dict:
-        return json.loads(self.out)
-
-
-@pytest.fixture
-def manage(capsys):
-    def run(*argv: str) -> Run:
-        capsys.readouterr()
-        try:
-            ManagementUtility(["manage.py", *argv]).execute()
-            code = 0
-        except SystemExit as exit_:
-            code = exit_.code or 0
-        captured = capsys.readouterr()
-        return Run(code, captured.out, captured.err)
-
-    return run
 
 
 def flows_commands() -> list[str]:

@@ -8,6 +8,7 @@ from django.core.management import call_command
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from clients import dbroles
+from clients.constraints import TenantForeignKey
 from clients.models import Client
 
 pytestmark = pytest.mark.usefixtures("committed")
@@ -38,6 +39,48 @@ def test_every_unique_constraint_on_a_tenant_table_includes_the_client():
             fields = getattr(constraint, "fields", ())
             if fields and model.tenant_key != "id":
                 assert {"client", "client_id"} & set(fields), f"{model._meta.label}: {constraint.name}"
+
+
+# Field-level uniques on tenant tables that are safe across clients, each with its reason.
+GLOBALLY_UNIQUE_FIELDS = {
+    ("clients.Client", "code"),  # the tenant table itself: its rows are the clients
+    ("clients.Client", "domain"),
+    ("clients.ApiKey", "prefix"),  # random, never chosen by input: no cross-client oracle; found before the tenant
+}
+
+
+def test_field_level_uniques_on_tenant_tables_are_the_reviewed_ones():
+    for model in dbroles.tenant_models():
+        for field in model._meta.concrete_fields:
+            if field.unique and not field.primary_key:
+                assert (model._meta.label, field.name) in GLOBALLY_UNIQUE_FIELDS, f"{model._meta.label}.{field.name}"
+
+
+def test_every_foreign_key_between_tenant_tables_is_composite():
+    tenant_models = set(dbroles.tenant_models())
+    for model in tenant_models:
+        composite = {c.field for c in model._meta.constraints if isinstance(c, TenantForeignKey)}
+        for field in model._meta.concrete_fields:
+            target = getattr(field, "related_model", None)
+            if field.is_relation and target in tenant_models and target is not Client:
+                label = f"{model._meta.label}.{field.name}"
+                assert not field.db_constraint, f"{label}: a plain foreign key ignores RLS; use db_constraint=False"
+                assert field.name in composite, f"{label}: declare TenantForeignKey(field={field.name!r}, ...)"
+
+
+def test_a_missing_composite_foreign_key_is_reported():
+    owner_sql("ALTER TABLE clients_apikey DROP CONSTRAINT apikey_application_same_client")
+    try:
+        assert (
+            "table clients_apikey: composite foreign key apikey_application_same_client (client_id, application_id)"
+            " is missing" in dbroles.verify()
+        )
+    finally:
+        owner_sql(
+            "ALTER TABLE clients_apikey ADD CONSTRAINT apikey_application_same_client FOREIGN KEY"
+            " (client_id, application_id) REFERENCES clients_application (client_id, id) ON DELETE RESTRICT"
+        )
+    assert dbroles.verify() == []
 
 
 def test_a_new_table_with_a_client_id_and_no_rls_is_reported():

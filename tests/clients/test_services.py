@@ -186,20 +186,43 @@ def test_lookups_say_what_was_not_found():
         get_client("nope")
 
 
-def test_every_public_service_writes_an_audit_event():
-    """Ratchet: a new service function must be exercised here, so that its audit event is asserted."""
+def _exercise(make_client) -> dict:
+    """Each public service, called once on fresh data, with the audit action it must record."""
+    acme = make_client("acme", tier="pro")
+    api_key, _ = services.create_api_key(actor=None, client=acme, name="seed", scopes=["configuration:read"])
+    return {
+        "create_client": (lambda: make_client("globex"), "client.created"),
+        "update_client": (lambda: services.update_client(actor=None, client=acme, legal_name="New"), "client.updated"),
+        "deactivate_client": (lambda: services.deactivate_client(actor=None, client=acme), "client.deactivated"),
+        "reactivate_client": (
+            lambda: (
+                services.deactivate_client(actor=None, client=acme),
+                services.reactivate_client(actor=None, client=acme),
+            ),
+            "client.reactivated",
+        ),
+        "configure_application": (
+            lambda: services.configure_application(actor=None, client=acme, app_code="onboarding"),
+            "application.created",
+        ),
+        "create_api_key": (
+            lambda: services.create_api_key(actor=None, client=acme, name="k", scopes=["configuration:read"]),
+            "api_key.created",
+        ),
+        "revoke_api_key": (lambda: services.revoke_api_key(actor=None, api_key=api_key), "api_key.revoked"),
+    }
+
+
+def test_every_public_service_writes_its_audit_event(make_client):
+    """Ratchet: a new public service fails here until it is exercised and its event asserted."""
+    cases = _exercise(make_client)
     public = {
         name
         for name, function in inspect.getmembers(services, inspect.isfunction)
         if function.__module__ == services.__name__ and not name.startswith("_")
     }
-    audited_in_this_module = {
-        "create_client",
-        "update_client",
-        "deactivate_client",
-        "reactivate_client",
-        "configure_application",
-    }
-    assert public == audited_in_this_module, (
-        f"add a test asserting the audit event of: {public - audited_in_this_module}"
-    )
+    assert public == set(cases), f"exercise and assert the audit event of: {sorted(public - set(cases))}"
+    for name, (call, action) in cases.items():
+        before = AuditEvent.objects.filter(action=action).count()
+        call()
+        assert AuditEvent.objects.filter(action=action).count() == before + 1, name

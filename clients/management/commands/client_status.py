@@ -1,7 +1,10 @@
 """manage.py client_status: a client's tier, limits and usage, applications and recent audit events."""
 
+from django.utils import timezone
+
+from clients.management.commands.create_api_key import api_key_data
 from clients.management.commands.create_client import client_data
-from clients.models import Application
+from clients.models import ApiKey, Application
 from clients.selectors import client_usage, get_client, recent_events
 from config.commands import FlowsCommand, Result
 
@@ -18,6 +21,10 @@ class Command(FlowsCommand):
         client = get_client(options["client"])
         tier, usage = client.tier, client_usage(client)
         applications = list(Application.objects.filter(client_id=client.pk).order_by("app_code"))
+        api_keys = list(
+            ApiKey.objects.filter(client_id=client.pk).select_related("client", "application").order_by("name")
+        )
+        now = timezone.now()
         events = list(recent_events(client, limit=max(0, options["events"])))
         data = client_data(client)
         data["tier"] = {
@@ -31,6 +38,7 @@ class Command(FlowsCommand):
         data["applications"] = [
             {"app_code": a.app_code, "name": a.name, "status": a.status, "features": a.features} for a in applications
         ]
+        data["api_keys"] = [api_key_data(k) for k in api_keys]
         data["recent_events"] = [
             {
                 "occurred_at": e.occurred_at.isoformat(),
@@ -49,6 +57,13 @@ class Command(FlowsCommand):
             "Applications:",
             *[f"  {a.app_code:<16} {a.status:<9} {a.name}  [{', '.join(a.features)}]" for a in applications],
             *(["  (none)"] if not applications else []),
+            "API keys:",
+            *[
+                f"  {k.prefix}  {'usable ' if k.is_usable(now) else 'revoked' if k.revoked_at else 'expired'}"
+                f"  {k.name}  [{', '.join(k.scopes)}]"
+                for k in api_keys
+            ],
+            *(["  (none)"] if not api_keys else []),
             "Recent audit events:",
             *[f"  {e.occurred_at:%Y-%m-%d %H:%M:%S}  {e.action:<22} {e.actor_label}  {e.target_label}" for e in events],
             *(["  (none)"] if not events else []),
