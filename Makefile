@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell sha256sum requirements.lock | cut -c1-12)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: help venv db run test lint format stop lock
+.PHONY: help venv db run test lint format stop lock bench
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -31,6 +31,9 @@ run: db  ## Migrate, load demo data, print a staff login and serve http://127.0.
 
 test: db  ## Run the whole test suite against real PostgreSQL
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: db  ## Benchmarks, by hand (bench/rls_overhead.py; BENCH_ARGS="--rounds 3000" passes options)
+	$(PY) bench/rls_overhead.py $(BENCH_ARGS)
 
 lint: venv  ## ruff lint and format check
 	$(VENV)/bin/ruff check .
