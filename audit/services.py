@@ -59,6 +59,17 @@ def event_hash(prev_hash: str, fields: dict[str, Any]) -> str:
     return hashlib.sha256(f"{prev_hash}\n{canonical}".encode()).hexdigest()
 
 
+def chain_head(using: str, client_id: str | None, chain: str):
+    """The chain's last (seq, hash). Filtered on client_id too: the unique index leads with it, and
+    without it this lookup is a sequential scan of the whole trail on every write."""
+    return (
+        AuditEvent.objects.using(using)
+        .filter(client_id=client_id, chain=chain)
+        .order_by("-seq")
+        .values_list("seq", "hash")
+    )
+
+
 def record(
     *,
     actor,
@@ -101,7 +112,7 @@ def record(
     with transaction.atomic(using=using), connections[using].cursor() as cursor:
         # One lock per chain: writers for different clients never wait on each other.
         cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"audit:{chain}"])
-        last = AuditEvent.objects.using(using).filter(chain=chain).order_by("-seq").values_list("seq", "hash").first()
+        last = chain_head(using, fields["client_id"], chain).first()
         seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
         return AuditEvent.objects.using(using).create(
             **{**fields, "occurred_at": occurred_at},
