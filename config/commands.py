@@ -10,6 +10,7 @@ from __future__ import annotations
 import getpass
 import json
 import logging
+import sys
 from argparse import RawDescriptionHelpFormatter
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,6 +76,17 @@ class FlowsCommand(BaseCommand):
     @property
     def actor(self) -> CommandActor:
         return CommandActor(self.__module__.rsplit(".", 1)[-1])
+
+    def execute(self, *args, **options):
+        # On a terminal, a refusal reads like argparse's usage errors: `manage.py <name>: error: …`
+        # (Django's default prefixes the exception class). call_command() still gets the exception.
+        try:
+            return super().execute(*args, **options)
+        except CommandError as error:
+            if not getattr(self, "_called_from_command_line", False) or options.get("traceback"):
+                raise
+            self.stderr.write(f"manage.py {self.actor.command}: error: {error}")
+            sys.exit(error.returncode)
 
     def handle(self, *args, **options):
         self.as_json = options["as_json"]

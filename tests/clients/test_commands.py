@@ -33,6 +33,8 @@ def assert_one_line_error(run: Run, code: int) -> None:
     assert "Traceback" not in run.err + run.out
     lines = [line for line in run.err.splitlines() if line.strip() and not line.startswith("usage:")]
     assert len(lines) == 1 or run.err.startswith("usage:"), run.err
+    if code == 1:  # reads like argparse's usage errors, not like a Python exception
+        assert lines[0].startswith("manage.py ") and ": error: " in lines[0] and "CommandError" not in lines[0], lines
 
 
 def test_the_project_commands_are_all_flows_commands():
