@@ -42,7 +42,8 @@ def diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {key: {"old": old.get(key), "new": new[key]} for key in new if old.get(key) != new[key]}
 
 
-def _actor_fields(actor) -> tuple[str, str, str]:
+def actor_fields(actor) -> tuple[str, str, str]:
+    """(type, id, label) of whoever acts: None is the system, a staff user, or anything with `audit_principal`."""
     if actor is None:
         return AuditEvent.ActorType.SYSTEM, "", "system"
     if getattr(actor, "is_authenticated", False):
@@ -89,7 +90,7 @@ def record(
         target_type = target_type or target._meta.label_lower
         target_id = target_id or str(target.pk)
         target_label = target_label or str(target)
-    actor_type, actor_id, actor_label = _actor_fields(actor)
+    actor_type, actor_id, actor_label = actor_fields(actor)
     origin = current_origin()
     occurred_at = timezone.now()
     fields = {

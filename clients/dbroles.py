@@ -30,6 +30,10 @@ CONSOLE_GRANTS: dict[str, str] = {
     "clients.Application": DML,
     "clients.ApiKey": "SELECT, INSERT, UPDATE",  # revoked, never deleted
     "audit.AuditEvent": "SELECT, INSERT",
+    "vault.DataKey": "SELECT, INSERT, UPDATE",  # destroyed by erasure, never deleted
+    "vault.Secret": DML,
+    "vault.SecretAccess": "SELECT, INSERT",  # append-only
+    "vault.SigningKey": "SELECT, INSERT, UPDATE",
     "auth.User": DML,
     "auth.User_groups": DML,
     "auth.User_user_permissions": DML,
@@ -49,6 +53,11 @@ APP_GRANTS: dict[str, str] = {
     "clients.Client": "SELECT",
     "clients.Application": DML,
     "audit.AuditEvent": "SELECT, INSERT",
+    # Decrypting its own data (invitee data, secrets it uses) needs its data keys; using a
+    # secret counts the use and logs it.
+    "vault.DataKey": "SELECT",
+    "vault.Secret": "SELECT, UPDATE",
+    "vault.SecretAccess": "SELECT, INSERT",
 }
 # Tables the app role may read without RLS: global, identical for every client.
 APP_GLOBAL_TABLES = {"clients.Tier"}

@@ -22,6 +22,8 @@ from clients.selectors import (
 )
 from config.errors import InvalidInput, Refused
 from config.validation import conflicts_as, full_clean
+from vault import services as vault_services
+from vault.selectors import is_erased
 
 CLIENT_FIELDS = ("code", "legal_name", "domain", "region", "tier_id", "status")
 APPLICATION_FIELDS = ("app_code", "name", "configuration", "features", "status")
@@ -58,6 +60,7 @@ def create_client(*, actor, code: str, legal_name: str, domain: str, region: str
             target=client,
             changes=diff({}, _snapshot(client, CLIENT_FIELDS)),
         )
+        vault_services.create_data_key(actor=actor, client=client)
     return client
 
 
@@ -120,7 +123,31 @@ def deactivate_client(*, actor, client: Client, reason: str = "") -> Client:
 
 
 def reactivate_client(*, actor, client: Client) -> Client:
+    if is_erased(client):
+        raise Refused(f"Client {client.code} was erased; an erased client cannot be reactivated.", code="client_erased")
     return _set_status(actor=actor, client=client, status=Client.Status.ACTIVE, action="client.reactivated")
+
+
+def erase_client(*, actor, client: Client, confirm: str) -> Client:
+    """GDPR erasure by crypto-shredding: destroy the client's data keys and deactivate it. The audit trail stays.
+
+    Afterwards its secrets (and the personal data inside its outstanding invitation tokens) can
+    never be decrypted again. `confirm` must repeat the client's code. Re-running is safe.
+    """
+    if (confirm or "").strip().lower() != client.code:
+        raise InvalidInput(
+            f"Erasure cannot be undone: confirm it by repeating the client's code ({client.code}).",
+            code="confirmation_required",
+            fields={"confirm": [f"Type {client.code} to confirm."]},
+        )
+    with _atomic():
+        client = get_client(str(client.pk), for_update=True)
+        if is_erased(client):
+            return client
+        destroyed = vault_services.destroy_data_keys(actor=actor, client=client)
+        client = deactivate_client(actor=actor, client=client, reason="erased")
+        record(actor=actor, action="client.erased", client=client, target=client, changes={"data_keys": destroyed})
+    return client
 
 
 def configure_application(

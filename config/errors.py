@@ -38,6 +38,13 @@ class Conflict(FlowsError):
     http_status = 409
 
 
+class Forbidden(FlowsError):
+    """The actor lacks the permission the operation needs."""
+
+    code = "permission_denied"
+    http_status = 403
+
+
 class Refused(FlowsError):
     """Valid input that the current state does not allow (a downgrade that does not fit, a quota)."""
 

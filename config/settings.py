@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "clients",
     "audit",
+    "vault",
 ]
 
 MIDDLEWARE = [
@@ -119,6 +120,14 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+# --- Vault -----------------------------------------------------------------------------------
+# Master keys (key-encryption keys): `<id>:<base64 32 bytes>`, comma-separated, the first primary;
+# or a file of such lines. Never stored in the database. See docs/vault.md.
+FLOWS_MASTER_KEYS = env.str("FLOWS_MASTER_KEYS", default="")
+FLOWS_MASTER_KEYS_FILE = env.str("FLOWS_MASTER_KEYS_FILE", default="")
+# The longest an invitation token may live: a retired signing key stays published this long.
+FLOWS_TOKEN_MAX_LIFETIME_DAYS = env.int("FLOWS_TOKEN_MAX_LIFETIME_DAYS", default=30)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

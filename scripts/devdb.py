@@ -9,6 +9,7 @@ Standard library and psycopg only: it runs before Django is configured.
 from __future__ import annotations
 
 import argparse
+import base64
 import os
 import pwd
 import secrets
@@ -192,6 +193,8 @@ def ensure() -> None:
     env.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
     env.setdefault("DEBUG", "true")
     env.setdefault("DEV_ADMIN_PASSWORD", secrets.token_urlsafe(12))
+    # The vault's master key ring (docs/vault.md), same format as manage.py generate_master_key prints.
+    env.setdefault("FLOWS_MASTER_KEYS", f"dev1:{base64.b64encode(secrets.token_bytes(32)).decode()}")
     user = server_os_user()
     if not DATA.joinpath("PG_VERSION").exists():
         print(f"devdb: initialising an embedded PostgreSQL in {DATA}")

@@ -18,18 +18,24 @@ from clients.models import Client
 KEEP_TABLES = {"django_migrations", "django_content_type", "auth_permission", "clients_tier"}
 
 
+# Append-only tables refuse TRUNCATE even from their owner, by trigger.
+APPEND_ONLY_TABLES = ("audit_auditevent", "vault_secretaccess")
+
+
 def _truncate_everything_else() -> None:
     """Empty every table but reference data, as the owner.
 
-    The audit trail refuses TRUNCATE even from its owner; only the owner's DDL can switch that
-    trigger off, which this does inside the same transaction.
+    The append-only tables refuse TRUNCATE even from their owner; only the owner's DDL can switch
+    their triggers off, which this does inside the same transaction.
     """
     with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
         tables = [t for t in connections[DEFAULT_DB_ALIAS].introspection.table_names(cursor) if t not in KEEP_TABLES]
         cursor.execute("BEGIN")
-        cursor.execute("ALTER TABLE audit_auditevent DISABLE TRIGGER audit_no_truncate")
+        for table in APPEND_ONLY_TABLES:
+            cursor.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
         cursor.execute(f"TRUNCATE {', '.join(tables)} CASCADE")
-        cursor.execute("ALTER TABLE audit_auditevent ENABLE TRIGGER audit_no_truncate")
+        for table in APPEND_ONLY_TABLES:
+            cursor.execute(f"ALTER TABLE {table} ENABLE TRIGGER USER")
         cursor.execute("COMMIT")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import uuid
 
 import psycopg
@@ -35,7 +36,7 @@ def test_the_trigger_refuses_changes_even_from_the_owner(committed, make_client,
         # Forced RLS hides every row from the owner; lift it inside this transaction (rolled back)
         # so that the trigger, not an empty result, is what refuses.
         owner.execute("ALTER TABLE audit_auditevent NO FORCE ROW LEVEL SECURITY")
-        assert owner.execute("SELECT count(*) FROM audit_auditevent").fetchone()[0] == 1
+        assert owner.execute("SELECT count(*) FROM audit_auditevent WHERE action = 'client.created'").fetchone()[0] == 1
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
             owner.execute(statement)
         owner.rollback()
@@ -53,9 +54,11 @@ def test_events_are_chained_per_client(make_client):
     services.configure_application(actor=None, client=acme, app_code="onboarding")
     make_client("globex")
     chain = list(AuditEvent.objects.filter(client_id=acme.pk).order_by("seq"))
-    assert [e.seq for e in chain] == [1, 2]
-    assert chain[0].prev_hash == GENESIS_HASH and chain[1].prev_hash == chain[0].hash
-    assert AuditEvent.objects.get(client_code="globex").seq == 1  # its own chain
+    assert [e.action for e in chain] == ["client.created", "data_key.created", "application.created"]
+    assert [e.seq for e in chain] == [1, 2, 3]
+    assert chain[0].prev_hash == GENESIS_HASH
+    assert all(later.prev_hash == earlier.hash for earlier, later in itertools.pairwise(chain))
+    assert AuditEvent.objects.get(client_code="globex", action="client.created").seq == 1  # its own chain
     first = chain[0]
     fields = {
         name: getattr(first, name)

@@ -145,7 +145,11 @@ def test_a_clients_life_through_the_commands(manage, tmp_path):
     status = manage("client_status", "acme", "--json")
     assert status.code == 0
     assert status.json["usage"] == {"applications": 1}
-    assert [e["action"] for e in status.json["recent_events"]] == ["application.created", "client.created"]
+    assert [e["action"] for e in status.json["recent_events"]] == [
+        "application.created",
+        "data_key.created",
+        "client.created",
+    ]
     assert "offboarding" in manage("client_status", "acme").out
 
     assert manage("deactivate_client", "acme", "--reason", "contract ended").code == 0
@@ -155,6 +159,7 @@ def test_a_clients_life_through_the_commands(manage, tmp_path):
     actions = list(AuditEvent.objects.filter(client_code="acme").order_by("seq").values_list("action", "actor_label"))
     assert [action for action, _ in actions] == [
         "client.created",
+        "data_key.created",
         "application.created",
         "client.deactivated",
         "client.reactivated",

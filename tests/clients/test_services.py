@@ -10,6 +10,8 @@ from audit.models import AuditEvent
 from clients import services
 from clients.models import Application, Client
 from config.errors import FlowsError, InvalidInput, NotFound, Refused
+from vault import keyring
+from vault import services as vault_services
 
 pytestmark = pytest.mark.django_db(databases="__all__")
 
@@ -186,42 +188,106 @@ def test_lookups_say_what_was_not_found():
         get_client("nope")
 
 
-def _exercise(make_client) -> dict:
+SERVICE_MODULES = (services, vault_services)
+
+
+def _exercise(make_client, settings) -> dict:
     """Each public service, called once on fresh data, with the audit action it must record."""
     acme = make_client("acme", tier="pro")
     api_key, _ = services.create_api_key(actor=None, client=acme, name="seed", scopes=["configuration:read"])
+    secret = vault_services.set_secret(actor=None, client=acme, provider="slack", secret_type="api_key", value="xoxb")
+
+    def rotate_master():
+        settings.FLOWS_MASTER_KEYS = f"{keyring.generate('next')},{settings.FLOWS_MASTER_KEYS}"
+        return vault_services.rotate_master_key(actor=None)
+
+    def rewrap():
+        vault_services.create_data_key(actor=None, client=acme)
+        return vault_services.rewrap(actor=None, client=acme)
+
     return {
-        "create_client": (lambda: make_client("globex"), "client.created"),
-        "update_client": (lambda: services.update_client(actor=None, client=acme, legal_name="New"), "client.updated"),
-        "deactivate_client": (lambda: services.deactivate_client(actor=None, client=acme), "client.deactivated"),
-        "reactivate_client": (
+        "clients.services.create_client": (lambda: make_client("globex"), "client.created"),
+        "clients.services.update_client": (
+            lambda: services.update_client(actor=None, client=acme, legal_name="New"),
+            "client.updated",
+        ),
+        "clients.services.deactivate_client": (
+            lambda: services.deactivate_client(actor=None, client=acme),
+            "client.deactivated",
+        ),
+        "clients.services.reactivate_client": (
             lambda: (
                 services.deactivate_client(actor=None, client=acme),
                 services.reactivate_client(actor=None, client=acme),
             ),
             "client.reactivated",
         ),
-        "configure_application": (
+        "clients.services.configure_application": (
             lambda: services.configure_application(actor=None, client=acme, app_code="onboarding"),
             "application.created",
         ),
-        "create_api_key": (
+        "clients.services.create_api_key": (
             lambda: services.create_api_key(actor=None, client=acme, name="k", scopes=["configuration:read"]),
             "api_key.created",
         ),
-        "revoke_api_key": (lambda: services.revoke_api_key(actor=None, api_key=api_key), "api_key.revoked"),
+        "clients.services.revoke_api_key": (
+            lambda: services.revoke_api_key(actor=None, api_key=api_key),
+            "api_key.revoked",
+        ),
+        "clients.services.erase_client": (
+            lambda: services.erase_client(actor=None, client=make_client("initech"), confirm="initech"),
+            "client.erased",
+        ),
+        "vault.services.create_data_key": (
+            lambda: vault_services.create_data_key(actor=None, client=acme),
+            "data_key.created",
+        ),
+        "vault.services.destroy_data_keys": (
+            lambda: vault_services.destroy_data_keys(actor=None, client=make_client("hooli")),
+            "data_key.destroyed",
+        ),
+        "vault.services.set_secret": (
+            lambda: vault_services.set_secret(
+                actor=None, client=acme, provider="stripe", secret_type="api_key", value="sk_live"
+            ),
+            "secret.created",
+        ),
+        "vault.services.rewrap": (rewrap, "secret.rewrapped"),
+        "vault.services.rotate_master_key": (rotate_master, "vault.master_key_rotated"),
+        "vault.services.retire_master_key": (
+            lambda: vault_services.retire_master_key(actor=None, key_id="never-used"),
+            "vault.master_key_retired",
+        ),
+        "vault.services.use_secret": (lambda: vault_services.use_secret(actor=None, secret=secret), "secret.used"),
+        "vault.services.reveal_secret": (
+            lambda: vault_services.reveal_secret(actor=None, secret=secret, reason="support ticket 42"),
+            "secret.revealed",
+        ),
+        "vault.services.deactivate_secret": (
+            lambda: vault_services.deactivate_secret(actor=None, secret=secret),
+            "secret.deactivated",
+        ),
+        "vault.services.delete_secret": (
+            lambda: vault_services.delete_secret(actor=None, secret=secret),
+            "secret.deleted",
+        ),
+        "vault.services.rotate_signing_key": (
+            lambda: vault_services.rotate_signing_key(actor=None),
+            "signing_key.rotated",
+        ),
     }
 
 
-def test_every_public_service_writes_its_audit_event(make_client):
+def test_every_public_service_writes_its_audit_event(make_client, settings):
     """Ratchet: a new public service fails here until it is exercised and its event asserted."""
-    cases = _exercise(make_client)
+    cases = _exercise(make_client, settings)
     public = {
-        name
-        for name, function in inspect.getmembers(services, inspect.isfunction)
-        if function.__module__ == services.__name__ and not name.startswith("_")
+        f"{module.__name__}.{name}"
+        for module in SERVICE_MODULES
+        for name, function in inspect.getmembers(module, inspect.isfunction)
+        if function.__module__ == module.__name__ and not name.startswith("_")
     }
-    assert public == set(cases), f"exercise and assert the audit event of: {sorted(public - set(cases))}"
+    assert public == set(cases), f"exercise and assert the audit event of: {sorted(public ^ set(cases))}"
     for name, (call, action) in cases.items():
         before = AuditEvent.objects.filter(action=action).count()
         call()

@@ -1,0 +1,131 @@
+"""Reads about the vault: a client's keys ready to use, secret lookup, and the status overview."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+
+from django.db.models import Count, F, OuterRef, Q, Subquery
+from django.utils import timezone
+
+from clients.models import Client
+from config.errors import NotFound, Refused
+from vault import keyring
+from vault.errors import KeyRingError
+from vault.keys import ClientKeys
+from vault.models import DataKey, Secret, SigningKey
+
+
+def client_keys(client: Client) -> ClientKeys:
+    """The client's data keys (one query); unwrapping happens on first use of each version."""
+    rows = list(DataKey.objects.filter(client_id=client.pk).values_list("version", "status", "wrapped_key"))
+    return ClientKeys(
+        client_id=client.pk,
+        client_code=client.code,
+        wrapped={version: bytes(wrapped) for version, status, wrapped in rows if status != DataKey.Status.DESTROYED},
+        active_version=next((version for version, status, _ in rows if status == DataKey.Status.ACTIVE), None),
+        erased=any(status == DataKey.Status.DESTROYED for _, status, _ in rows),
+    )
+
+
+def is_erased(client: Client) -> bool:
+    return DataKey.objects.filter(client_id=client.pk, status=DataKey.Status.DESTROYED).exists()
+
+
+def get_secret(client: Client, reference: str) -> Secret:
+    """One of the client's secrets by name or id."""
+    reference = (reference or "").strip()
+    try:
+        lookup = {"pk": uuid.UUID(reference)}
+    except ValueError:
+        lookup = {"name": reference.lower()}
+    try:
+        return Secret.objects.select_related("client").get(client_id=client.pk, **lookup)
+    except Secret.DoesNotExist:
+        raise NotFound(f"Client {client.code} has no secret '{reference}'.", code="secret_not_found") from None
+
+
+def secrets_of(client: Client):
+    return Secret.objects.filter(client_id=client.pk).order_by("name")
+
+
+def active_version_subquery(client_ref: str = "client_id"):
+    """The active data key version of the client that the outer row's `client_ref` names."""
+    return Subquery(
+        DataKey.objects.filter(client_id=OuterRef(client_ref), status=DataKey.Status.ACTIVE).values("version")[:1]
+    )
+
+
+def secrets_on_old_versions(client: Client | None = None):
+    """Secrets not yet encrypted under their client's active data key: what `rewrap` has left to do."""
+    queryset = Secret.objects.annotate(active_version=active_version_subquery()).filter(
+        data_key_version__lt=F("active_version")
+    )
+    return queryset.filter(client_id=client.pk) if client is not None else queryset
+
+
+def published_signing_keys():
+    """Keys the JWKS serves: the active one and those retiring until every token they signed has expired."""
+    now = timezone.now()
+    return SigningKey.objects.filter(
+        Q(status=SigningKey.Status.ACTIVE) | Q(status=SigningKey.Status.RETIRING, publish_until__gt=now)
+    ).order_by("status", "-created_at")
+
+
+def vault_status() -> dict:
+    """Key ring ids, what each master key wraps, data key versions per client, values on old versions, signing keys."""
+    try:
+        ring = keyring.load()
+        ring_ids, primary, ring_error = ring.ids, ring.primary.id, ""
+    except KeyRingError as error:
+        ring_ids, primary, ring_error = [], "", error.message
+    wrapped_by = Counter(
+        dict(
+            DataKey.objects.exclude(status=DataKey.Status.DESTROYED)
+            .values_list("master_key_id")
+            .annotate(n=Count("id"))
+            .values_list("master_key_id", "n")
+        )
+    )
+    for master_key_id, n in (
+        SigningKey.objects.values_list("master_key_id").annotate(n=Count("id")).values_list("master_key_id", "n")
+    ):
+        wrapped_by[master_key_id] += n
+    clients = (
+        Client.objects.annotate(
+            active_version=active_version_subquery("pk"),
+            versions=Count("data_keys", filter=~Q(data_keys__status=DataKey.Status.DESTROYED), distinct=True),
+            destroyed=Count("data_keys", filter=Q(data_keys__status=DataKey.Status.DESTROYED), distinct=True),
+        )
+        .order_by("code")
+        .values("code", "active_version", "versions", "destroyed")
+    )
+    old = dict(
+        secrets_on_old_versions().values_list("client__code").annotate(n=Count("id")).values_list("client__code", "n")
+    )
+    return {
+        "key_ring": {"ids": ring_ids, "primary": primary, "error": ring_error},
+        "wrapped_by_master_key": dict(sorted(wrapped_by.items())),
+        "clients": [
+            {
+                "code": row["code"],
+                "active_version": row["active_version"],
+                "live_versions": row["versions"],
+                "erased": row["destroyed"] > 0,
+                "secrets_on_old_versions": old.get(row["code"], 0),
+            }
+            for row in clients
+        ],
+        "secrets_on_old_versions": sum(old.values()),
+        "signing_keys": [
+            {"kid": key.kid, "status": key.status, "created_at": key.created_at, "publish_until": key.publish_until}
+            for key in SigningKey.objects.order_by("-created_at")
+        ],
+    }
+
+
+def active_signing_key() -> SigningKey:
+    key = SigningKey.objects.filter(status=SigningKey.Status.ACTIVE).first()
+    if key is None:
+        raise Refused("There is no active signing key: run manage.py rotate_signing_key.", code="no_signing_key")
+    return key

@@ -1,0 +1,414 @@
+"""Every write of the vault: data keys, master-key rotation, rewrap, secrets and their access log, signing keys.
+
+Each function validates, writes and records its audit event in one transaction (bulk work: one
+transaction per batch, each with its event, so a killed run leaves only finished batches behind).
+Values are never passed to `record()` unmasked and never logged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import router, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from audit.context import current_origin
+from audit.services import actor_fields, diff, record
+from clients.models import Client
+from clients.selectors import get_client
+from config.errors import Forbidden, InvalidInput, Refused
+from config.validation import conflicts_as, full_clean
+from vault import keyring, signing
+from vault.keys import data_key_context, new_data_key, unwrap, wrap
+from vault.models import DataKey, Secret, SecretAccess, SigningKey
+from vault.selectors import client_keys, is_erased, secrets_on_old_versions
+
+MAX_SECRET_BYTES = 65_536
+SECRET_PURPOSE = "secret"  # noqa: S105 - the associated-data label of secret values, not a password
+Progress = Callable[[int, int], None]
+
+
+def _atomic():
+    # Staff work runs on `console`; inside tenant_context (a Flows application using its secret) on `tenant`.
+    return transaction.atomic(using=router.db_for_write(Secret))
+
+
+# --- Data keys -----------------------------------------------------------------------------------
+
+
+def create_data_key(*, actor, client: Client) -> DataKey:
+    """A new data key version for the client, made active; older versions keep decrypting (`previous`)."""
+    with _atomic():
+        client = get_client(str(client.pk), for_update=True)
+        if is_erased(client):
+            raise Refused(f"Client {client.code} was erased; it gets no new data keys.", code="client_erased")
+        last = (
+            DataKey.objects.filter(client_id=client.pk).order_by("-version").values_list("version", flat=True).first()
+        )
+        version = (last or 0) + 1
+        DataKey.objects.filter(client_id=client.pk, status=DataKey.Status.ACTIVE).update(status=DataKey.Status.PREVIOUS)
+        wrapped, master_key_id = wrap(new_data_key(), data_key_context(client.pk, version))
+        key = DataKey.objects.create(client=client, version=version, wrapped_key=wrapped, master_key_id=master_key_id)
+        record(
+            actor=actor,
+            action="data_key.created",
+            client=client,
+            target=key,
+            target_label=f"{client.code} data key v{version}",
+            changes={"version": version, "master_key_id": master_key_id},
+        )
+    return key
+
+
+def destroy_data_keys(*, actor, client: Client) -> int:
+    """Crypto-shredding: remove every wrapped data key of the client. Run inside `erase_client`'s transaction."""
+    with _atomic():
+        destroyed = (
+            DataKey.objects.filter(client_id=client.pk)
+            .exclude(status=DataKey.Status.DESTROYED)
+            .update(status=DataKey.Status.DESTROYED, wrapped_key=None, destroyed_at=timezone.now())
+        )
+        if not DataKey.objects.filter(client_id=client.pk).exists():
+            # A client that never had a data key still needs the mark that it was erased.
+            DataKey.objects.create(
+                client=client, version=1, status=DataKey.Status.DESTROYED, wrapped_key=None, destroyed_at=timezone.now()
+            )
+        Secret.objects.filter(client_id=client.pk, is_active=True).update(is_active=False)
+        if destroyed:
+            record(
+                actor=actor, action="data_key.destroyed", client=client, target=client, changes={"versions": destroyed}
+            )
+    return destroyed
+
+
+def rotate_master_key(*, actor, batch_size: int = 200, progress: Progress | None = None) -> dict[str, Any]:
+    """Re-wrap every data key and signing key not yet under the primary master key. Values are untouched.
+
+    Batched, one transaction per batch; re-running picks up what is left.
+    """
+    primary = keyring.load().primary.id
+    remaining = _wrapped_elsewhere(primary)
+    total = sum(queryset.count() for queryset in remaining)
+    done = {"data_keys": 0, "signing_keys": 0}
+    for kind, queryset in zip(done, remaining, strict=True):
+        while True:
+            with _atomic():
+                batch = list(queryset.select_for_update(skip_locked=True)[:batch_size])
+                if not batch:
+                    break
+                for row in batch:
+                    _rewrap_row(row)
+                type(batch[0]).objects.bulk_update(batch, [_wrapped_field(batch[0]), "master_key_id"])
+                done[kind] += len(batch)
+                record(
+                    actor=actor,
+                    action="vault.master_key_rotated",
+                    target_type="vault.masterkey",
+                    target_id=primary,
+                    target_label=f"master key {primary}",
+                    changes={kind: len(batch)},
+                )
+            if progress:
+                progress(sum(done.values()), total)
+    return {"primary": primary, **done}
+
+
+def _wrapped_elsewhere(primary: str):
+    return (
+        DataKey.objects.exclude(status=DataKey.Status.DESTROYED).exclude(master_key_id=primary).order_by("id"),
+        SigningKey.objects.exclude(master_key_id=primary).order_by("id"),
+    )
+
+
+def _wrapped_field(row) -> str:
+    return "wrapped_key" if isinstance(row, DataKey) else "wrapped_private_key"
+
+
+def _rewrap_row(row) -> None:
+    if isinstance(row, DataKey):
+        context = data_key_context(row.client_id, row.version)
+        raw = unwrap(bytes(row.wrapped_key), context, what=f"Data key v{row.version} of client {row.client_id}")
+        row.wrapped_key, row.master_key_id = wrap(raw, context)
+    else:
+        context = signing.private_key_context(row.kid)
+        raw = unwrap(bytes(row.wrapped_private_key), context, what=f"Signing key {row.kid}")
+        row.wrapped_private_key, row.master_key_id = wrap(raw, context)
+
+
+def retire_master_key(*, actor, key_id: str) -> dict[str, Any]:
+    """Confirm nothing depends on master key `key_id` any more, so it can leave the key ring; refused otherwise."""
+    ring = keyring.load()
+    if key_id == ring.primary.id:
+        raise Refused(
+            f"Master key '{key_id}' is the primary; put a new key first in the ring and rotate.", code="primary"
+        )
+    data_keys = DataKey.objects.exclude(status=DataKey.Status.DESTROYED).filter(master_key_id=key_id).count()
+    signing_keys = SigningKey.objects.filter(master_key_id=key_id).count()
+    if data_keys or signing_keys:
+        raise Refused(
+            f"Master key '{key_id}' still wraps {data_keys} data key(s) and {signing_keys} signing key(s); "
+            "run rotate_keys --master first.",
+            code="master_key_in_use",
+        )
+    with _atomic():
+        record(
+            actor=actor,
+            action="vault.master_key_retired",
+            target_type="vault.masterkey",
+            target_id=key_id,
+            target_label=f"master key {key_id}",
+            changes={"in_key_ring": key_id in ring.ids},
+        )
+    return {"key_id": key_id, "still_in_key_ring": key_id in ring.ids}
+
+
+def rewrap(
+    *,
+    actor,
+    client: Client | None = None,
+    batch_size: int = 500,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Re-encrypt secrets under their client's active data key version, batch by batch.
+
+    Each batch is one transaction with its audit event, so a run killed halfway leaves every
+    value readable (old versions still decrypt) and re-running finishes the rest.
+    """
+    pending = secrets_on_old_versions(client)
+    total = pending.count()
+    if dry_run or not total:
+        return {"pending": total, "rewrapped": 0, "dry_run": dry_run}
+    done = 0
+    client_ids = list(pending.order_by().values_list("client_id", flat=True).distinct())
+    for client_id in client_ids:
+        owner = Client.objects.get(pk=client_id)
+        keys = client_keys(owner)
+        while True:
+            with _atomic():
+                batch = list(
+                    secrets_on_old_versions(owner)
+                    .select_for_update(skip_locked=True, of=("self",))
+                    .order_by("id")[:batch_size]
+                )
+                if not batch:
+                    break
+                for secret in batch:
+                    value = keys.decrypt(bytes(secret.ciphertext), purpose=SECRET_PURPOSE, record_id=str(secret.pk))
+                    secret.ciphertext, secret.data_key_version = keys.encrypt(
+                        value, purpose=SECRET_PURPOSE, record_id=str(secret.pk)
+                    )
+                Secret.objects.bulk_update(batch, ["ciphertext", "data_key_version"])
+                record(
+                    actor=actor,
+                    action="secret.rewrapped",
+                    client=owner,
+                    target=owner,
+                    changes={"secrets": len(batch), "to_version": keys.active_version},
+                )
+                done += len(batch)
+            if progress:
+                progress(done, total)
+    return {"pending": total - done, "rewrapped": done, "dry_run": False}
+
+
+# --- Secrets -------------------------------------------------------------------------------------
+
+
+def _log_access(*, actor, secret: Secret, access_type: str, reason: str = "") -> None:
+    actor_type, actor_id, actor_label = actor_fields(actor)
+    origin = current_origin()
+    SecretAccess.objects.create(
+        client_id=secret.client_id,
+        secret_id=secret.pk,
+        secret_name=secret.name,
+        access_type=access_type,
+        actor_type=actor_type,
+        actor_id=actor_id,
+        actor_label=actor_label[:200],
+        reason=reason[:500],
+        ip=origin.ip,
+        user_agent=origin.user_agent,
+    )
+
+
+def _encoded_value(value) -> bytes:
+    if not isinstance(value, str) or not value:
+        raise InvalidInput(
+            "The secret's value is empty.", code="empty_value", fields={"value": ["This field is required."]}
+        )
+    encoded = value.encode()
+    if len(encoded) > MAX_SECRET_BYTES:
+        raise InvalidInput(f"The secret's value is larger than {MAX_SECRET_BYTES} bytes.", code="value_too_large")
+    return encoded
+
+
+def set_secret(
+    *,
+    actor,
+    client: Client,
+    provider: str,
+    secret_type: str,
+    value: str | None,
+    name: str | None = None,
+    description: str | None = None,
+    tags: list[str] | None = None,
+    expires_at=None,
+    is_active: bool | None = None,
+) -> Secret:
+    """Create the client's secret for (provider, type), or replace its value and metadata. `value=None` keeps it."""
+    provider = (provider or "").strip().lower()
+    secret_type = (secret_type or "").strip().lower()
+    with _atomic():
+        client = get_client(str(client.pk), for_update=True)
+        if client.status == Client.Status.DEACTIVATED:
+            raise Refused(f"Client {client.code} is deactivated; reactivate it first.", code="client_deactivated")
+        secret = Secret.objects.filter(client_id=client.pk, provider=provider, secret_type=secret_type).first()
+        creating = secret is None
+        if creating:
+            _encoded_value(value)  # a new secret needs a value
+            secret = Secret(
+                client=client, provider=provider, secret_type=secret_type, name=name or f"{provider}-{secret_type}"
+            )
+        before = {} if creating else _secret_snapshot(secret)
+        if name is not None and not creating:
+            secret.name = name
+        secret.name = secret.name.strip().lower()
+        if description is not None:
+            secret.description = description.strip()
+        if tags is not None:
+            secret.tags = sorted({tag.strip().lower() for tag in tags if tag.strip()})
+        if expires_at is not None or creating:
+            secret.expires_at = expires_at
+        if is_active is not None:
+            secret.is_active = is_active
+        if value is not None:
+            encoded = _encoded_value(value)
+            if not DataKey.objects.filter(client_id=client.pk, status=DataKey.Status.ACTIVE).exists():
+                create_data_key(actor=actor, client=client)
+            secret.ciphertext, secret.data_key_version = client_keys(client).encrypt(
+                encoded, purpose=SECRET_PURPOSE, record_id=str(secret.pk)
+            )
+        full_clean(secret, exclude=["ciphertext", "data_key_version"])
+        changes = diff(before, _secret_snapshot(secret))
+        if value is not None:
+            changes["value"] = "replaced" if not creating else "set"  # masked by record(): the key says "value"
+        if not changes:
+            return secret
+        with conflicts_as(f"Client {client.code} already has a secret named '{secret.name}'."):
+            secret.save()
+        _log_access(
+            actor=actor, secret=secret, access_type=SecretAccess.Type.CREATE if creating else SecretAccess.Type.UPDATE
+        )
+        record(
+            actor=actor,
+            action="secret.created" if creating else "secret.updated",
+            client=client,
+            target=secret,
+            changes=changes,
+        )
+    return secret
+
+
+def _secret_snapshot(secret: Secret) -> dict[str, Any]:
+    return {
+        "name": secret.name,
+        "provider": secret.provider,
+        "secret_type": secret.secret_type,
+        "description": secret.description,
+        "tags": list(secret.tags),
+        "expires_at": secret.expires_at,
+        "is_active": secret.is_active,
+    }
+
+
+def _decrypt(secret: Secret) -> str:
+    keys = client_keys(secret.client)
+    return keys.decrypt(bytes(secret.ciphertext), purpose=SECRET_PURPOSE, record_id=str(secret.pk)).decode()
+
+
+def use_secret(*, actor, secret: Secret) -> str:
+    """The value, for internal callers (an integration about to call out). Counts the use and logs it."""
+    now = timezone.now()
+    if not secret.is_active:
+        raise Refused(f"Secret {secret.name} is deactivated.", code="secret_inactive")
+    if secret.expires_at is not None and secret.expires_at <= now:
+        raise Refused(f"Secret {secret.name} expired on {secret.expires_at:%Y-%m-%d}.", code="secret_expired")
+    with _atomic():
+        value = _decrypt(secret)
+        Secret.objects.filter(pk=secret.pk).update(usage_count=F("usage_count") + 1, last_used_at=now)
+        _log_access(actor=actor, secret=secret, access_type=SecretAccess.Type.USE)
+        record(actor=actor, action="secret.used", client=secret.client, target=secret)
+    return value
+
+
+def reveal_secret(*, actor, secret: Secret, reason: str) -> str:
+    """The value, for a member of staff with the `vault.reveal_secret` permission and a stated reason."""
+    reason = (reason or "").strip()
+    if getattr(actor, "is_authenticated", False) and not actor.has_perm("vault.reveal_secret"):
+        raise Forbidden("Revealing a secret needs the 'Can reveal a secret's value' permission.")
+    if len(reason) < 5:
+        raise InvalidInput(
+            "Say why the value is needed (at least 5 characters); the reason is recorded.",
+            code="reason_required",
+            fields={"reason": ["Say why the value is needed."]},
+        )
+    with _atomic():
+        value = _decrypt(secret)
+        _log_access(actor=actor, secret=secret, access_type=SecretAccess.Type.REVEAL, reason=reason)
+        record(actor=actor, action="secret.revealed", client=secret.client, target=secret, changes={"reason": reason})
+    return value
+
+
+def deactivate_secret(*, actor, secret: Secret) -> Secret:
+    with _atomic():
+        updated = Secret.objects.filter(pk=secret.pk, is_active=True).update(is_active=False)
+        secret.is_active = False
+        if updated:  # re-running is safe and records nothing
+            _log_access(actor=actor, secret=secret, access_type=SecretAccess.Type.DEACTIVATE)
+            record(actor=actor, action="secret.deactivated", client=secret.client, target=secret)
+    return secret
+
+
+def delete_secret(*, actor, secret: Secret) -> None:
+    """Delete the secret; its access log and audit events stay."""
+    with _atomic():
+        deleted, _ = Secret.objects.filter(pk=secret.pk).delete()
+        if deleted:
+            _log_access(actor=actor, secret=secret, access_type=SecretAccess.Type.DELETE)
+            record(actor=actor, action="secret.deleted", client=secret.client, target=secret)
+
+
+# --- Signing keys --------------------------------------------------------------------------------
+
+
+def rotate_signing_key(*, actor) -> SigningKey:
+    """A new active signing key; the old one stops signing but stays published until its tokens have expired."""
+    now = timezone.now()
+    with _atomic():
+        previous = SigningKey.objects.select_for_update().filter(status=SigningKey.Status.ACTIVE).first()
+        retired = SigningKey.objects.filter(status=SigningKey.Status.RETIRING, publish_until__lte=now).update(
+            status=SigningKey.Status.RETIRED, retired_at=now
+        )
+        if previous is not None:
+            previous.status = SigningKey.Status.RETIRING
+            previous.retiring_since = now
+            previous.publish_until = now + timedelta(days=settings.FLOWS_TOKEN_MAX_LIFETIME_DAYS)
+            previous.save(update_fields=["status", "retiring_since", "publish_until"])
+        key = SigningKey.objects.create(**signing.generate())
+        record(
+            actor=actor,
+            action="signing_key.rotated",
+            target=key,
+            changes={
+                "kid": key.kid,
+                "previous_kid": previous.kid if previous else None,
+                "previous_published_until": previous.publish_until if previous else None,
+                "retired": retired,
+            },
+        )
+    return key
