@@ -88,6 +88,13 @@ class FlowsCommand(BaseCommand):
             self.stderr.write(f"manage.py {self.actor.command}: error: {error}")
             sys.exit(error.returncode)
 
+    def progress(self, done: int, total: int) -> None:
+        """A progress line for long runs, on a terminal only (scripts and --json stay clean)."""
+        if self.stderr.isatty() and total:
+            end = "\n" if done >= total else ""
+            self.stderr.write(f"\r  {done:,} / {total:,} ({done * 100 // total}%)", ending=end)
+            self.stderr.flush()
+
     def handle(self, *args, **options):
         self.as_json = options["as_json"]
         try:

@@ -1,0 +1,71 @@
+"""manage.py set_secret: store or replace one of a client's secrets; the value comes from stdin or a prompt."""
+
+import getpass
+import sys
+from datetime import timedelta
+
+from django.utils import timezone
+
+from clients.selectors import get_client
+from config.commands import FlowsCommand, Result, UsageError
+from vault.models import Secret
+from vault.services import set_secret
+
+
+def secret_data(secret: Secret) -> dict:
+    """A secret's metadata for output. Never its value or ciphertext."""
+    return {
+        "id": str(secret.pk),
+        "client": secret.client.code,
+        "name": secret.name,
+        "provider": secret.provider,
+        "secret_type": secret.secret_type,
+        "description": secret.description,
+        "tags": secret.tags,
+        "is_active": secret.is_active,
+        "data_key_version": secret.data_key_version,
+        "expires_at": secret.expires_at.isoformat() if secret.expires_at else None,
+        "last_used_at": secret.last_used_at.isoformat() if secret.last_used_at else None,
+        "usage_count": secret.usage_count,
+    }
+
+
+class Command(FlowsCommand):
+    help = (
+        "Store a client's secret for a provider and type, or replace its value. The value is read from stdin "
+        "(or a hidden prompt on a terminal), never from an argument, so it stays out of shell history and ps."
+    )
+    example = "manage.py set_secret acme --provider slack --type api_key --tag chat < slack-token.txt"
+
+    def add_arguments(self, parser):
+        self.add_client_argument(parser)
+        parser.add_argument("--provider", required=True, help="e.g. slack, stripe, workday.")
+        parser.add_argument("--type", dest="secret_type", required=True, choices=Secret.Type.values)
+        parser.add_argument("--name", help="Unique within the client (default: <provider>-<type>).")
+        parser.add_argument("--description", help="What it is for.")
+        parser.add_argument("--tag", dest="tags", action="append", help="Repeat for each tag.")
+        parser.add_argument("--expires-in-days", type=int, help="Days until the secret expires (default: never).")
+
+    def run(self, **options):
+        days = options["expires_in_days"]
+        if days is not None and not 1 <= days <= 3650:
+            raise UsageError("--expires-in-days must be between 1 and 3650")
+        client = get_client(options["client"])
+        secret = set_secret(
+            actor=self.actor,
+            client=client,
+            provider=options["provider"],
+            secret_type=options["secret_type"],
+            value=self._read_value(),
+            name=options["name"],
+            description=options["description"],
+            tags=options["tags"],
+            expires_at=timezone.now() + timedelta(days=days) if days else None,
+        )
+        return Result({"secret": secret_data(secret)}, f"Secret {secret.name} of {client.code} is stored.")
+
+    def _read_value(self) -> str:
+        if sys.stdin.isatty():
+            return getpass.getpass("Value (input hidden): ")
+        value = sys.stdin.read()
+        return value[:-1] if value.endswith("\n") else value  # `echo` adds one newline; keep everything else
