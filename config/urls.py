@@ -1,9 +1,10 @@
-"""URL configuration: the staff console under /admin/ and the health endpoint."""
+"""URL configuration: the staff console under /admin/, the health endpoint and the public JWKS."""
 
 from django.contrib import admin
 from django.urls import path
 
 from config.views import healthz
+from vault.views import jwks
 
 admin.site.site_header = "Flows Console"
 admin.site.site_title = "Flows Console"
@@ -12,4 +13,5 @@ admin.site.index_title = "Staff console"
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    path(".well-known/jwks.json", jwks, name="jwks"),
 ]

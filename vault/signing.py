@@ -69,6 +69,10 @@ def jwks(keys) -> dict:
     return {"keys": [jwk(key) for key in keys]}
 
 
+def jwks_json(keys) -> str:
+    return json.dumps(jwks(keys), separators=(",", ":"))
+
+
 def sign(claims: dict, key: SigningKey) -> str:
     """A compact JWS of `claims` signed by `key` (which must be the active key; callers select it)."""
     if key.status != SigningKey.Status.ACTIVE:
