@@ -17,6 +17,7 @@ from clients.models import ApiKey, Application, Client, Tier, normalise_code, no
 from clients.selectors import client_usage, features_not_in_tier, tier_fit_problems
 from config.admin import confirmed_action
 from config.errors import FlowsError
+from vault import services as vault_services
 
 
 class ServiceAdminMixin:
@@ -91,7 +92,7 @@ class ClientForm(forms.ModelForm):
     def clean(self):
         cleaned = super().clean()
         tier = cleaned.get("tier")
-        changing_tier = self.instance.pk and tier and tier.pk != self.instance.tier_id
+        changing_tier = not self.instance._state.adding and tier and tier.pk != self.instance.tier_id
         if changing_tier and (problems := tier_fit_problems(client_usage(self.instance), tier)):
             self.add_error("tier", f"The client does not fit tier {tier.code}: {'; '.join(problems)}.")
         return cleaned
@@ -103,6 +104,10 @@ def _deactivate(*, actor, obj, reason):
 
 def _reactivate(*, actor, obj, reason):
     services.reactivate_client(actor=actor, client=obj)
+
+
+def _rotate_data_key(*, actor, obj, reason):
+    vault_services.create_data_key(actor=actor, client=obj)
 
 
 @admin.register(Client)
@@ -123,8 +128,19 @@ class ClientAdmin(ServiceAdminMixin, admin.ModelAdmin):
             warning="Their applications stop working until the clients are reactivated.",
         ),
         confirmed_action(description="Reactivate selected clients", verb="reactivate", service=_reactivate),
+        confirmed_action(
+            description="Rotate the data key of selected clients",
+            verb="rotate the data key of",
+            past="rotated the data key of",
+            service=_rotate_data_key,
+            permission="rotate_keys",
+            warning="New values are encrypted with a new key version; older versions keep decrypting until rewrap.",
+        ),
     ]
     show_full_result_count = False
+
+    def has_rotate_keys_permission(self, request):
+        return request.user.has_perm("vault.rotate_keys")
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(application_count=Count("applications"))

@@ -26,6 +26,7 @@ def confirmed_action(
     permission: str = "change",
     asks_reason: bool = False,
     warning: str = "",
+    past: str = "",
 ):
     """An admin action that first shows a confirmation page, then calls `service` once per selected object.
 
@@ -45,7 +46,10 @@ def confirmed_action(
                 except FlowsError as error:
                     failed.append(f"{obj}: {error.message}")
             if done:
-                modeladmin.message_user(request, f"{verb.capitalize()}d {done} {modeladmin.opts.verbose_name_plural}.")
+                done_verb = past or f"{verb}d"
+                modeladmin.message_user(
+                    request, f"{done_verb.capitalize()} {done} {modeladmin.opts.verbose_name_plural}."
+                )
             for failure in failed:
                 modeladmin.message_user(request, failure, messages.ERROR)
             return None
@@ -63,5 +67,5 @@ def confirmed_action(
         }
         return TemplateResponse(request, "admin/confirm_action.html", context)
 
-    action.__name__ = f"{verb}_selected"
+    action.__name__ = f"{verb.replace(' ', '_')}_selected"
     return action

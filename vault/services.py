@@ -7,8 +7,9 @@ Values are never passed to `record()` unmasked and never logged.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -28,6 +29,15 @@ from vault.models import DataKey, Secret, SecretAccess, SigningKey
 from vault.selectors import client_keys, is_erased, secrets_on_old_versions
 
 MAX_SECRET_BYTES = 65_536
+
+
+class Unchanged(enum.Enum):
+    """Marks an optional argument the caller did not give (None can be a value: no expiry)."""
+
+    UNCHANGED = "unchanged"
+
+
+UNCHANGED = Unchanged.UNCHANGED
 SECRET_PURPOSE = "secret"  # noqa: S105 - the associated-data label of secret values, not a password
 Progress = Callable[[int, int], None]
 
@@ -255,12 +265,15 @@ def set_secret(
     secret_type: str,
     value: str | None,
     name: str | None = None,
-    description: str | None = None,
-    tags: list[str] | None = None,
-    expires_at=None,
-    is_active: bool | None = None,
+    description: str | Unchanged = UNCHANGED,
+    tags: list[str] | Unchanged = UNCHANGED,
+    expires_at: datetime | Unchanged | None = UNCHANGED,
+    is_active: bool | Unchanged = UNCHANGED,
 ) -> Secret:
-    """Create the client's secret for (provider, type), or replace its value and metadata. `value=None` keeps it."""
+    """Create the client's secret for (provider, type), or replace its value and the metadata given.
+
+    `value=None` keeps the stored value; metadata left `UNCHANGED` keeps its current (or default) value.
+    """
     provider = (provider or "").strip().lower()
     secret_type = (secret_type or "").strip().lower()
     with _atomic():
@@ -278,13 +291,13 @@ def set_secret(
         if name is not None and not creating:
             secret.name = name
         secret.name = secret.name.strip().lower()
-        if description is not None:
-            secret.description = description.strip()
-        if tags is not None:
-            secret.tags = sorted({tag.strip().lower() for tag in tags if tag.strip()})
-        if expires_at is not None or creating:
+        if description is not UNCHANGED:
+            secret.description = (description or "").strip()
+        if tags is not UNCHANGED:
+            secret.tags = sorted({tag.strip().lower() for tag in tags or [] if tag.strip()})
+        if expires_at is not UNCHANGED:
             secret.expires_at = expires_at
-        if is_active is not None:
+        if is_active is not UNCHANGED:
             secret.is_active = is_active
         if value is not None:
             encoded = _encoded_value(value)

@@ -58,11 +58,16 @@ class Command(FlowsCommand):
             secret_type=options["secret_type"],
             value=self._read_value(),
             name=options["name"],
-            description=options["description"],
-            tags=options["tags"],
-            expires_at=timezone.now() + timedelta(days=days) if days else None,
+            **self._given_metadata(options),
         )
         return Result({"secret": secret_data(secret)}, f"Secret {secret.name} of {client.code} is stored.")
+
+    def _given_metadata(self, options) -> dict:
+        """Only what was given on the command line: replacing a value keeps the rest as it is."""
+        metadata = {"description": options["description"], "tags": options["tags"]}
+        if options["expires_in_days"]:
+            metadata["expires_at"] = timezone.now() + timedelta(days=options["expires_in_days"])
+        return {name: value for name, value in metadata.items() if value is not None}
 
     def _read_value(self) -> str:
         if sys.stdin.isatty():

@@ -1,0 +1,199 @@
+"""The vault in the staff console: secrets with a write-only value and a separate, logged reveal; keys read-only."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from clients.admin import ServiceAdminMixin
+from config.admin import confirmed_action
+from config.errors import FlowsError
+from vault import services
+from vault.models import DataKey, Secret, SecretAccess, SigningKey
+
+REVEAL_PERMISSION = "vault.reveal_secret"
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Key material and logs: rows are written by services only; the console shows them."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class SecretForm(forms.ModelForm):
+    value = forms.CharField(
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        required=False,
+        strip=False,
+        max_length=services.MAX_SECRET_BYTES,
+        help_text="Write-only: never shown here. On an existing secret, leave empty to keep the stored value.",
+    )
+
+    class Meta:
+        model = Secret
+        fields = [
+            "client",
+            "provider",
+            "secret_type",
+            "name",
+            "value",
+            "description",
+            "tags",
+            "expires_at",
+            "is_active",
+        ]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "name" in self.fields:
+            self.fields["name"].required = False
+            self.fields["name"].help_text = "Unique within the client; default <provider>-<type>."
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.instance._state.adding and not cleaned.get("value"):
+            self.add_error("value", "A new secret needs a value.")
+        if not cleaned.get("name") and cleaned.get("provider") and cleaned.get("secret_type"):
+            cleaned["name"] = f"{cleaned['provider'].strip().lower()}-{cleaned['secret_type']}"
+        return cleaned
+
+
+@admin.register(Secret)
+class SecretAdmin(ServiceAdminMixin, admin.ModelAdmin):
+    form = SecretForm
+    list_display = ["name", "client_link", "provider", "secret_type", "is_active", "value_state", "expires_at",
+                    "last_used_at", "usage_count"]  # fmt: skip
+    list_filter = ["secret_type", "is_active", "client__tier"]
+    search_fields = ["name", "provider", "client__code"]
+    list_select_related = ["client"]
+    autocomplete_fields = ["client"]
+    show_full_result_count = False
+    actions = [
+        confirmed_action(
+            description="Deactivate selected secrets",
+            verb="deactivate",
+            service=lambda *, actor, obj, reason: services.deactivate_secret(actor=actor, secret=obj),
+            warning="Integrations using these secrets stop working until they are reactivated.",
+        )
+    ]
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return []
+        shown = ["client", "provider", "secret_type", "value_state", "usage_count", "last_used_at", "created_at",
+                 "updated_at"]  # fmt: skip
+        return [*shown, "reveal_link"] if request.user.has_perm(REVEAL_PERMISSION) else shown
+
+    def get_fields(self, request, obj=None):
+        editable = SecretForm.Meta.fields
+        if obj is None:
+            return editable
+        return [*editable, *(name for name in self.get_readonly_fields(request, obj) if name not in editable)]
+
+    @admin.display(description="client", ordering="client__code")
+    def client_link(self, secret):
+        url = reverse("admin:clients_client_change", args=[secret.client_id])
+        return format_html('<a href="{}">{}</a>', url, secret.client.code)
+
+    @admin.display(description="value")
+    def value_state(self, secret):
+        return f"set (data key v{secret.data_key_version})" if secret.ciphertext else "not set"
+
+    @admin.display(description="reveal")
+    def reveal_link(self, secret):
+        url = reverse("admin:vault_secret_reveal", args=[secret.pk])
+        return format_html('<a class="button" href="{}">Reveal the value…</a>', url)
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        secret = services.set_secret(
+            actor=request.user,
+            client=obj.client if change else data["client"],
+            provider=obj.provider if change else data["provider"],
+            secret_type=obj.secret_type if change else data["secret_type"],
+            value=data.get("value") or None,
+            name=data["name"],
+            description=data["description"],
+            tags=data["tags"],
+            expires_at=data["expires_at"],
+            is_active=data["is_active"],
+        )
+        obj.pk, obj._state = secret.pk, secret._state
+
+    # Secrets, unlike clients, are deleted: through the service (access log, audit event), after Django's
+    # own confirmation page.
+    def has_delete_permission(self, request, obj=None):
+        return admin.ModelAdmin.has_delete_permission(self, request, obj)
+
+    def delete_model(self, request, obj):
+        services.delete_secret(actor=request.user, secret=obj)
+
+    def delete_queryset(self, request, queryset):
+        for secret in queryset.select_related("client"):
+            services.delete_secret(actor=request.user, secret=secret)
+
+    def get_urls(self):
+        reveal = path(
+            "<uuid:object_id>/reveal/", self.admin_site.admin_view(self.reveal_view), name="vault_secret_reveal"
+        )
+        return [reveal, *super().get_urls()]
+
+    def reveal_view(self, request, object_id):
+        """Ask for a reason, then show the value once: never in a list, a form, a message or a log."""
+        if not request.user.has_perm(REVEAL_PERMISSION):
+            raise PermissionDenied
+        secret = get_object_or_404(self.get_queryset(request).select_related("client"), pk=object_id)
+        value, error = None, ""
+        if request.method == "POST":
+            try:
+                value = services.reveal_secret(actor=request.user, secret=secret, reason=request.POST.get("reason", ""))
+            except FlowsError as failure:
+                error = failure.message
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Reveal {secret.name}",
+            "opts": self.opts,
+            "secret": secret,
+            "value": value,
+            "error": error,
+            "reason": request.POST.get("reason", ""),
+        }
+        return TemplateResponse(request, "admin/vault/secret/reveal.html", context)  # admin_view adds no-store
+
+
+@admin.register(SecretAccess)
+class SecretAccessAdmin(ReadOnlyAdmin):
+    list_display = ["occurred_at", "client", "secret_name", "access_type", "actor_label", "reason", "ip"]
+    list_filter = ["access_type", "actor_type"]
+    search_fields = ["secret_name", "actor_label", "client__code", "reason"]
+    list_select_related = ["client"]
+    date_hierarchy = "occurred_at"
+    show_full_result_count = False
+
+
+@admin.register(DataKey)
+class DataKeyAdmin(ReadOnlyAdmin):
+    list_display = ["client", "version", "status", "master_key_id", "created_at", "destroyed_at"]
+    list_filter = ["status", "master_key_id"]
+    search_fields = ["client__code"]
+    list_select_related = ["client"]
+    fields = list_display  # never the wrapped key
+
+
+@admin.register(SigningKey)
+class SigningKeyAdmin(ReadOnlyAdmin):
+    list_display = ["kid", "status", "algorithm", "master_key_id", "created_at", "retiring_since", "publish_until"]
+    list_filter = ["status"]
+    fields = [*list_display, "retired_at"]  # never the wrapped private key
