@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import logging
-import os
 import random
 import statistics
 import sys
@@ -39,9 +37,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import drop_database, say, setup_django
 
 ACTIONS = ["client.updated", "application.updated", "application.created", "staff.login", "invitation.created"]
 LATEST = 50
@@ -71,46 +68,6 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def say(message: str) -> None:
-    print(message, flush=True)
-
-
-# --- Database ------------------------------------------------------------------------------------
-
-
-def use_database(name: str) -> None:
-    """Create `name` as the owner if needed and point every alias at it, before Django connects."""
-    import psycopg  # noqa: PLC0415
-    from django.conf import settings  # noqa: PLC0415
-    from psycopg import sql  # noqa: PLC0415
-
-    owner = settings.DATABASES["default"]
-    with psycopg.connect(**_conninfo(owner), autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            say(f"creating database {name}")
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    for alias in settings.DATABASES.values():
-        alias["NAME"] = name
-
-
-def drop_database(name: str) -> None:
-    import psycopg  # noqa: PLC0415
-    from django.conf import settings  # noqa: PLC0415
-    from django.db import connections  # noqa: PLC0415
-    from psycopg import sql  # noqa: PLC0415
-
-    connections.close_all()
-    owner = {**settings.DATABASES["default"], "NAME": "postgres"}
-    with psycopg.connect(**_conninfo(owner), autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-    say(f"dropped database {name}")
-
-
-def _conninfo(settings_dict: dict) -> dict:
-    keys = {"NAME": "dbname", "USER": "user", "PASSWORD": "password", "HOST": "host", "PORT": "port"}
-    return {key: str(settings_dict[name]) for name, key in keys.items() if settings_dict.get(name)}
-
-
 # --- Data ----------------------------------------------------------------------------------------
 
 
@@ -119,6 +76,7 @@ def load(args) -> None:
     from django.db import connections, transaction  # noqa: PLC0415
 
     from audit.models import AuditEvent  # noqa: PLC0415
+    from clients.dbroles import APPEND_ONLY_TABLES  # noqa: PLC0415
     from clients.models import Client  # noqa: PLC0415
 
     owner = connections["default"]
@@ -142,10 +100,12 @@ def load(args) -> None:
         # transaction only (ALTER TABLE is transactional: the commit re-forces it below).
         for table in (events_table, clients_table):
             cursor.execute(f"ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY")
-        # The trail is append-only, even for the owner: TRUNCATE needs its trigger off (same transaction).
-        cursor.execute(f"ALTER TABLE {events_table} DISABLE TRIGGER USER")
+        # The append-only tables refuse TRUNCATE even from the owner: triggers off in this transaction only.
+        for table in APPEND_ONLY_TABLES:
+            cursor.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
         cursor.execute(f"TRUNCATE {events_table}, {clients_table} RESTART IDENTITY CASCADE")
-        cursor.execute(f"ALTER TABLE {events_table} ENABLE TRIGGER USER")
+        for table in APPEND_ONLY_TABLES:
+            cursor.execute(f"ALTER TABLE {table} ENABLE TRIGGER USER")
 
         clients = [(uuid.UUID(int=rng.getrandbits(128), version=4), f"bench-{n:05d}") for n in range(args.clients)]
         now = datetime.now(UTC)
@@ -305,14 +265,7 @@ def report(args, results: dict, plan: list[str]) -> None:
 
 def main() -> None:
     args = parse_args()
-    import django  # noqa: PLC0415
-    from django.core.management import call_command  # noqa: PLC0415
-
-    use_database(args.database)
-    django.setup()
-    logging.getLogger("clients.dbroles").setLevel(logging.WARNING)
-    say(f"migrating {args.database} (roles, grants and policies as in production) …")
-    call_command("migrate", verbosity=0, interactive=False)
+    setup_django(args.database)
     load(args)
     results = measure(args)
     from clients.models import Client  # noqa: PLC0415

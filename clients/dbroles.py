@@ -62,6 +62,9 @@ APP_GRANTS: dict[str, str] = {
 # Tables the app role may read without RLS: global, identical for every client.
 APP_GLOBAL_TABLES = {"clients.Tier"}
 
+# Append-only by trigger: UPDATE, DELETE and TRUNCATE are refused for every role, the owner included.
+APPEND_ONLY_TABLES = ("audit_auditevent", "vault_secretaccess")
+
 APP_POLICY = "tenant_isolation"
 CONSOLE_POLICY = "console_all"
 # The exact policy shape (DESIGN §4): the (SELECT …) wrapper makes it an InitPlan evaluated once
@@ -194,6 +197,7 @@ def verify(*, using: str = settings.CONSOLE_DB_ALIAS) -> list[str]:
             *_verify_roles(cursor),
             *_verify_app_privileges(cursor),
             *_verify_tenant_coverage(cursor),
+            *_verify_append_only(cursor),
             *(
                 problem
                 for table, model in sorted(_tenant_tables().items())
@@ -249,6 +253,28 @@ def _verify_app_privileges(cursor) -> list[str]:
                 problems.append(f"role {app_role} has {privilege} on {table}")
         if any_dml and table not in declared:
             problems.append(f"role {app_role} has privileges on {table}, which is not declared in APP_GRANTS")
+    return problems
+
+
+def _verify_append_only(cursor) -> list[str]:
+    """Each append-only table has enabled triggers refusing UPDATE, DELETE and TRUNCATE."""
+    # tgtype bits: 4 INSERT, 8 DELETE, 16 UPDATE, 32 TRUNCATE; tgenabled 'D' is disabled.
+    cursor.execute(
+        "SELECT c.relname, bit_or(t.tgtype::int) FILTER (WHERE t.tgenabled <> 'D') "
+        "FROM pg_class c LEFT JOIN pg_trigger t ON t.tgrelid = c.oid AND NOT t.tgisinternal "
+        "WHERE c.relname = ANY(%s) AND c.relnamespace = 'public'::regnamespace GROUP BY c.relname",
+        [list(APPEND_ONLY_TABLES)],
+    )
+    found = dict(cursor.fetchall())
+    problems = []
+    for table in APPEND_ONLY_TABLES:
+        if table not in found:
+            continue  # not migrated yet: the migrations check reports it
+        missing = [
+            name for bit, name in ((16, "UPDATE"), (8, "DELETE"), (32, "TRUNCATE")) if not (found[table] or 0) & bit
+        ]
+        if missing:
+            problems.append(f"table {table}: no enabled trigger refuses {', '.join(missing)} (it must be append-only)")
     return problems
 
 

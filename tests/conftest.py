@@ -12,14 +12,11 @@ from django.core.management import ManagementUtility
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from clients import services
+from clients.dbroles import APPEND_ONLY_TABLES
 from clients.models import Client
 
 # Reference data seeded by migrations survives the committed-mode clean-up.
 KEEP_TABLES = {"django_migrations", "django_content_type", "auth_permission", "clients_tier"}
-
-
-# Append-only tables refuse TRUNCATE even from their owner, by trigger.
-APPEND_ONLY_TABLES = ("audit_auditevent", "vault_secretaccess")
 
 
 def _truncate_everything_else() -> None:

@@ -11,9 +11,10 @@ from django.utils import timezone
 from clients.models import Client
 from config.errors import NotFound, Refused
 from vault import keyring
-from vault.errors import KeyRingError
-from vault.keys import ClientKeys
+from vault.errors import KeyRingError, VaultError
+from vault.keys import ClientKeys, data_key_context, unwrap
 from vault.models import DataKey, Secret, SigningKey
+from vault.signing import private_key_context
 
 
 def client_keys(client: Client) -> ClientKeys:
@@ -129,3 +130,33 @@ def active_signing_key() -> SigningKey:
     if key is None:
         raise Refused("There is no active signing key: run manage.py rotate_signing_key.", code="no_signing_key")
     return key
+
+
+def key_ring_problems() -> list[str]:
+    """Why the vault could not decrypt something: a broken key ring, or keys wrapped by a master key not in it."""
+    try:
+        ring = keyring.load()
+    except KeyRingError as error:
+        return [f"vault: {error.message}"]
+    wrapped_by = Counter(
+        DataKey.objects.exclude(status=DataKey.Status.DESTROYED).values_list("master_key_id", flat=True)
+    ) + Counter(SigningKey.objects.values_list("master_key_id", flat=True))
+    problems = [
+        f"vault: {count} key(s) are wrapped by master key '{key_id}', which is not in the key ring"
+        for key_id, count in sorted(wrapped_by.items())
+        if key_id not in ring.ids
+    ]
+    # One unwrap per master key in use: the right id with the wrong key material fails here, not on first use.
+    for key_id in sorted(set(wrapped_by) & set(ring.ids)):
+        sample = (
+            DataKey.objects.exclude(status=DataKey.Status.DESTROYED).filter(master_key_id=key_id).first()
+            or SigningKey.objects.filter(master_key_id=key_id).first()
+        )
+        try:
+            if isinstance(sample, DataKey):
+                unwrap(bytes(sample.wrapped_key), data_key_context(sample.client_id, sample.version), what="data key")
+            else:
+                unwrap(bytes(sample.wrapped_private_key), private_key_context(sample.kid), what="signing key")
+        except VaultError:
+            problems.append(f"vault: master key '{key_id}' in the key ring is not the key that wrapped {sample}")
+    return problems

@@ -140,3 +140,15 @@ def test_applying_twice_is_harmless():
     dbroles.apply()
     dbroles.apply()
     assert dbroles.verify() == []
+
+
+def test_an_append_only_table_whose_trigger_is_disabled_is_reported():
+    assert dbroles.APPEND_ONLY_TABLES == ("audit_auditevent", "vault_secretaccess")
+    owner_sql("ALTER TABLE vault_secretaccess DISABLE TRIGGER secretaccess_no_truncate")
+    try:
+        assert dbroles.verify() == [
+            "table vault_secretaccess: no enabled trigger refuses TRUNCATE (it must be append-only)"
+        ]
+    finally:
+        owner_sql("ALTER TABLE vault_secretaccess ENABLE TRIGGER secretaccess_no_truncate")
+    assert dbroles.verify() == []

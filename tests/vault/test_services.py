@@ -17,7 +17,7 @@ from tests.conftest import connect_as
 from vault import keyring, services
 from vault.errors import ClientErased, UnknownKey
 from vault.models import DataKey, Secret, SecretAccess
-from vault.selectors import client_keys, get_secret, secrets_on_old_versions, vault_status
+from vault.selectors import client_keys, get_secret, key_ring_problems, secrets_on_old_versions, vault_status
 
 VALUE = "xoxb-1111-very-secret-token"
 
@@ -248,3 +248,22 @@ def test_the_access_log_refuses_changes_even_from_the_owner(committed, make_clie
             owner.execute(statement)
         owner.rollback()
     assert SecretAccess.objects.count() == 1
+
+
+@db
+def test_health_problems_for_a_missing_or_wrong_master_key(make_client, settings):
+    acme = make_client("acme")
+    services.rotate_signing_key(actor=None)
+    assert key_ring_problems() == []
+    primary = keyring.load().primary.id
+    settings.FLOWS_MASTER_KEYS = keyring.generate("other")
+    assert key_ring_problems() == [
+        f"vault: 2 key(s) are wrapped by master key '{primary}', which is not in the key ring"
+    ]
+    settings.FLOWS_MASTER_KEYS = keyring.generate(primary)  # right id, wrong key
+    assert key_ring_problems() == [
+        f"vault: master key '{primary}' in the key ring is not the key that wrapped {DataKey.objects.get(client=acme)}"
+    ]
+    settings.FLOWS_MASTER_KEYS = ""
+    assert key_ring_problems() == ["vault: No master keys: set FLOWS_MASTER_KEYS (or FLOWS_MASTER_KEYS_FILE); "
+                                   "manage.py generate_master_key makes one."]  # fmt: skip

@@ -7,6 +7,8 @@ from django.db.migrations.executor import MigrationExecutor
 from clients import dbroles
 from config.commands import FlowsCommand, Result
 from config.errors import Refused
+from vault import keyring
+from vault.selectors import key_ring_problems
 
 
 def _probe(alias: str) -> tuple[str, int]:
@@ -35,8 +37,20 @@ class Command(FlowsCommand):
     example = "manage.py health_check --json"
 
     def run(self, **options):
-        problems: list[str] = []
-        checks: list[str] = []
+        checks, problems = self._connections()
+        if not problems:  # the rest needs every connection
+            for passed, failed in (self._row_level_security(), self._vault(), self._migrations()):
+                checks += passed
+                problems += failed
+        if problems:
+            if not self.as_json:
+                for problem in problems:
+                    self.stderr.write(f"FAIL {problem}")
+            raise Refused(f"{len(problems)} problem(s) found", code="unhealthy", fields={"problems": problems})
+        return Result({"checks": checks}, "\n".join(f"ok   {check}" for check in checks))
+
+    def _connections(self) -> tuple[list[str], list[str]]:
+        checks, problems = [], []
         expected = {settings.CONSOLE_DB_ALIAS: settings.CONSOLE_ROLE, settings.TENANT_DB_ALIAS: settings.APP_ROLE}
         for alias in (DEFAULT_DB_ALIAS, settings.CONSOLE_DB_ALIAS, settings.TENANT_DB_ALIAS):
             try:
@@ -50,19 +64,23 @@ class Command(FlowsCommand):
                 problems.append(f"database alias {alias}: sees {visible} client(s) with no tenant set (must be 0)")
             else:
                 checks.append(f"database alias {alias}: reachable as {role}")
-        if not problems:
-            problems += dbroles.verify()
-            checks.append(f"row level security: {len(dbroles.tenant_models())} tenant tables verified")
-            executor = MigrationExecutor(connections[settings.CONSOLE_DB_ALIAS])
-            pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
-            if pending:
-                names = ", ".join(f"{migration.app_label}.{migration.name}" for migration, _ in pending[:5])
-                problems.append(f"{len(pending)} migration(s) not applied: {names}")
-            else:
-                checks.append("migrations: all applied")
-        if problems:
-            if not self.as_json:
-                for problem in problems:
-                    self.stderr.write(f"FAIL {problem}")
-            raise Refused(f"{len(problems)} problem(s) found", code="unhealthy", fields={"problems": problems})
-        return Result({"checks": checks}, "\n".join(f"ok   {check}" for check in checks))
+        return checks, problems
+
+    def _row_level_security(self) -> tuple[list[str], list[str]]:
+        if problems := dbroles.verify():
+            return [], problems
+        return [f"row level security: {len(dbroles.tenant_models())} tenant tables verified"], []
+
+    def _vault(self) -> tuple[list[str], list[str]]:
+        if problems := key_ring_problems():
+            return [], problems
+        primary = keyring.load().primary.id
+        return [f"vault: key ring with primary {primary}; every master key in use is in it and unwraps"], []
+
+    def _migrations(self) -> tuple[list[str], list[str]]:
+        executor = MigrationExecutor(connections[settings.CONSOLE_DB_ALIAS])
+        pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
+        if not pending:
+            return ["migrations: all applied"], []
+        names = ", ".join(f"{migration.app_label}.{migration.name}" for migration, _ in pending[:5])
+        return [], [f"{len(pending)} migration(s) not applied: {names}"]
