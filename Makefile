@@ -7,10 +7,10 @@ STAMP := $(VENV)/.installed-$(shell sha256sum requirements.lock | cut -c1-12)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: help venv db run test lint format stop lock bench
+.PHONY: help venv db run test lint format stop lock bench bench-vault
 
 help:  ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(STAMP): requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,8 +32,11 @@ run: db  ## Migrate, load demo data, print a staff login and serve http://127.0.
 test: db  ## Run the whole test suite against real PostgreSQL
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: db  ## Benchmarks, by hand (bench/rls_overhead.py; BENCH_ARGS="--rounds 3000" passes options)
+bench: db  ## RLS benchmark, by hand (bench/rls_overhead.py; BENCH_ARGS="--rounds 3000" passes options)
 	$(PY) bench/rls_overhead.py $(BENCH_ARGS)
+
+bench-vault: db  ## Vault benchmark, by hand (bench/vault.py; BENCH_ARGS="--secrets 100000" passes options)
+	$(PY) bench/vault.py $(BENCH_ARGS)
 
 lint: venv  ## ruff lint and format check
 	$(VENV)/bin/ruff check .

@@ -28,6 +28,7 @@ FORMAT_VERSION = 1
 NONCE_BYTES = 12
 TAG_BYTES = 16
 MAX_KEY_REF = 64
+AAD_PREFIX = b"flows-vault"
 
 
 @dataclass(frozen=True)
@@ -39,10 +40,18 @@ class Context:
     record_id: str
 
     def associated_data(self, header: bytes) -> bytes:
-        parts = (self.purpose, self.client_id, self.record_id)
-        if any("\x00" in part for part in parts):
-            raise ValueError("context fields cannot contain NUL")
-        return b"\x00".join([b"flows-vault", header, *(part.encode() for part in parts)])
+        return associated_data(header, field(self.purpose), field(self.client_id), field(self.record_id))
+
+
+def field(value: str) -> bytes:
+    """One associated-data field. NUL separates the fields, so it may not occur inside one."""
+    if "\x00" in value:
+        raise ValueError("associated data fields cannot contain NUL")
+    return value.encode()
+
+
+def associated_data(header: bytes, purpose: bytes, client_id: bytes, record_id: bytes) -> bytes:
+    return b"\x00".join((AAD_PREFIX, header, purpose, client_id, record_id))
 
 
 def header(key_ref: str) -> bytes:
@@ -60,11 +69,11 @@ def seal(cipher: AESGCM, key_ref: str, plaintext: bytes, context: Context) -> by
 
 def key_ref(blob: bytes) -> str:
     """The key a ciphertext names, after checking its shape (MalformedCiphertext otherwise)."""
-    return _split(blob)[0]
+    return split(blob)[0]
 
 
 def open_sealed(cipher: AESGCM, blob: bytes, context: Context) -> bytes:
-    ref, head, nonce, body = _split(blob)
+    ref, head, nonce, body = split(blob)
     try:
         return cipher.decrypt(nonce, body, context.associated_data(head))
     except InvalidTag:
@@ -74,7 +83,8 @@ def open_sealed(cipher: AESGCM, blob: bytes, context: Context) -> bytes:
         ) from None
 
 
-def _split(blob: bytes) -> tuple[str, bytes, bytes, bytes]:
+def split(blob: bytes) -> tuple[str, bytes, bytes, bytes]:
+    """(key reference, header, nonce, ciphertext and tag); MalformedCiphertext when the shape is wrong."""
     blob = bytes(blob)
     if len(blob) < 2 or blob[0] != FORMAT_VERSION:
         version = blob[0] if blob else "none"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from vault import envelope, keyring
@@ -16,6 +17,7 @@ from vault.errors import ClientErased, DecryptionFailed, UnknownKey, VaultError
 DATA_KEY_BYTES = 32
 MASTER_REF = "mk:"
 DATA_REF = "dk:"
+_NONCE = envelope.NONCE_BYTES
 
 
 def new_data_key() -> bytes:
@@ -52,6 +54,9 @@ class ClientKeys:
     Built by `vault.selectors.client_keys(client)` from the client's data key rows; hold it for
     the length of an operation (it is the cache that makes bulk work cheap), not across requests,
     so that rotation and erasure take effect.
+
+    The hot paths write and read the `vault.envelope` format directly, with the per-version
+    header, cipher and the client's associated-data field computed once (docs/performance.md).
     """
 
     def __init__(
@@ -62,46 +67,85 @@ class ClientKeys:
         self.active_version = active_version
         self.erased = erased
         self._wrapped = wrapped
-        self._ciphers: dict[int, AESGCM] = {}
+        self._client_field = envelope.field(str(client_id))
+        self._by_version: dict[int, tuple[bytes, AESGCM]] = {}  # version → (header, cipher)
+        # Hot-path caches: everything but the record id is the same for every value of a purpose.
+        self._sealing: dict[str, tuple[bytes, AESGCM, bytes]] = {}  # purpose → (header, cipher, aad prefix)
+        self._opening: dict[str, dict[bytes, tuple[AESGCM, bytes]]] = {}  # purpose → header → (cipher, aad prefix)
 
     def encrypt(self, plaintext: bytes, *, purpose: str, record_id: str) -> tuple[bytes, int]:
         """(ciphertext, data key version) of `plaintext`, bound to this client, `purpose` and `record_id`."""
         if self.erased:
             raise self._erased()
-        if self.active_version is None:
-            raise VaultError(f"Client {self.client_code} has no active data key.", code="no_data_key")
-        version = self.active_version
-        blob = envelope.seal(
-            self._cipher(version), f"{DATA_REF}{version}", plaintext, self._context(purpose, record_id)
-        )
-        return blob, version
+        try:
+            head, cipher, prefix = self._sealing[purpose]
+        except KeyError:
+            head, cipher, prefix = self._sealing_entry(purpose)
+        if "\x00" in record_id:  # envelope.field(), inlined on the hot path
+            raise ValueError("associated data fields cannot contain NUL")
+        nonce = os.urandom(_NONCE)
+        return head + nonce + cipher.encrypt(nonce, plaintext, prefix + record_id.encode()), self.active_version
 
     def decrypt(self, blob: bytes, *, purpose: str, record_id: str) -> bytes:
         if self.erased:
             raise self._erased()
+        if type(blob) is not bytes:
+            blob = bytes(blob)
+        try:  # the common case: a well-formed ciphertext under a version already unwrapped
+            end = blob[1] + 2
+            cipher, prefix = self._opening[purpose][blob[:end]]
+        except (IndexError, KeyError):
+            cipher, prefix, end = self._opening_entry(blob, purpose)
+        nonce_end = end + _NONCE
+        if len(blob) < nonce_end + envelope.TAG_BYTES:
+            envelope.split(blob)  # raises MalformedCiphertext
+        if "\x00" in record_id:  # envelope.field(), inlined on the hot path
+            raise ValueError("associated data fields cannot contain NUL")
+        try:
+            return cipher.decrypt(blob[end:nonce_end], blob[nonce_end:], prefix + record_id.encode())
+        except InvalidTag:
+            raise DecryptionFailed(
+                f"Ciphertext under {envelope.key_ref(blob)} does not authenticate: it was altered, belongs to another "
+                f"{purpose} record or client, or the key is not the one it was sealed with."
+            ) from None
+
+    def _sealing_entry(self, purpose: str) -> tuple[bytes, AESGCM, bytes]:
+        if self.active_version is None:
+            raise VaultError(f"Client {self.client_code} has no active data key.", code="no_data_key")
+        head, cipher = self._version(self.active_version)
+        entry = self._sealing[purpose] = (head, cipher, self._aad_prefix(head, purpose))
+        return entry
+
+    def _opening_entry(self, blob: bytes, purpose: str) -> tuple[AESGCM, bytes, int]:
+        envelope.split(blob)  # raises MalformedCiphertext for a bad shape
+        head, cipher = self._version(self.version_of(blob))
+        prefix = self._aad_prefix(head, purpose)
+        self._opening.setdefault(purpose, {})[head] = (cipher, prefix)
+        return cipher, prefix, len(head)
+
+    def _aad_prefix(self, head: bytes, purpose: str) -> bytes:
+        """The associated data up to the record id: the envelope's layout, computed once per version and purpose."""
+        return envelope.associated_data(head, envelope.field(purpose), self._client_field, b"")
+
+    def version_of(self, blob: bytes) -> int:
         ref = envelope.key_ref(blob)
         version = ref.removeprefix(DATA_REF)
         if not ref.startswith(DATA_REF) or not version.isdigit():
             raise UnknownKey(f"Ciphertext names key {ref!r}, not a data key of client {self.client_code}.")
-        return envelope.open_sealed(self._cipher(int(version)), blob, self._context(purpose, record_id))
+        return int(version)
 
-    def version_of(self, blob: bytes) -> int:
-        return int(envelope.key_ref(blob).removeprefix(DATA_REF))
-
-    def _context(self, purpose: str, record_id: str) -> Context:
-        return Context(purpose, str(self.client_id), record_id)
-
-    def _cipher(self, version: int) -> AESGCM:
-        cipher = self._ciphers.get(version)
-        if cipher is None:
-            wrapped = self._wrapped.get(version)
-            if wrapped is None:
-                raise UnknownKey(f"Client {self.client_code} has no data key v{version}.")
-            raw = unwrap(
-                wrapped, data_key_context(self.client_id, version), what=f"Data key v{version} of {self.client_code}"
-            )
-            cipher = self._ciphers[version] = AESGCM(raw)
-        return cipher
+    def _version(self, version: int) -> tuple[bytes, AESGCM]:
+        """(header, cipher) of a data key version, unwrapping it on first use."""
+        if entry := self._by_version.get(version):
+            return entry
+        wrapped = self._wrapped.get(version)
+        if wrapped is None:
+            raise UnknownKey(f"Client {self.client_code} has no data key v{version}.")
+        raw = unwrap(
+            wrapped, data_key_context(self.client_id, version), what=f"Data key v{version} of {self.client_code}"
+        )
+        entry = self._by_version[version] = (envelope.header(f"{DATA_REF}{version}"), AESGCM(raw))
+        return entry
 
     def _erased(self) -> ClientErased:
         return ClientErased(

@@ -174,3 +174,25 @@ def test_an_erased_clients_keys_refuse_with_a_clear_error(ring):
         keys.decrypt(b"\x01\x04dk:1" + bytes(40), purpose="secret", record_id="r")
     with pytest.raises(ClientErased):
         keys.encrypt(b"x", purpose="secret", record_id="r")
+
+
+def test_client_keys_write_and_read_exactly_the_documented_envelope(ring):
+    raw = new_data_key()
+    keys = _client_keys({1: raw}, 1)
+    blob, _ = keys.encrypt(b"fast path", purpose="secret", record_id="r1")
+    assert envelope.open_sealed(AESGCM(raw), blob, Context("secret", CONTEXT.client_id, "r1")) == b"fast path"
+    sealed = envelope.seal(AESGCM(raw), "dk:1", b"reference", Context("secret", CONTEXT.client_id, "r2"))
+    assert keys.decrypt(sealed, purpose="secret", record_id="r2") == b"reference"
+    with pytest.raises(DecryptionFailed):
+        keys.decrypt(sealed, purpose="invitee", record_id="r2")
+    for bad in (b"\x01", blob[:20], b"\x02" + blob[1:]):
+        with pytest.raises(MalformedCiphertext):
+            keys.decrypt(bad, purpose="secret", record_id="r2")
+
+
+def test_a_nul_in_an_associated_data_field_is_refused(ring):
+    keys = _client_keys({1: new_data_key()}, 1)
+    with pytest.raises(ValueError, match="NUL"):
+        keys.encrypt(b"x", purpose="secret", record_id="r\x00")
+    with pytest.raises(ValueError, match="NUL"):
+        keys.encrypt(b"x", purpose="sec\x00ret", record_id="r")
