@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import sys
 
 import pytest
@@ -30,7 +31,8 @@ def set_secret(manage, monkeypatch, value: str, *argv: str):
     return manage("set_secret", "acme", "--provider", "stripe", "--type", "webhook_secret", *argv)
 
 
-def test_a_secrets_life_through_the_commands(manage, monkeypatch, acme):
+def test_a_secrets_life_through_the_commands(manage, monkeypatch, acme, caplog):
+    caplog.set_level(logging.DEBUG)
     outputs = []
     stored = set_secret(manage, monkeypatch, VALUE + "\n", "--tag", "billing", "--json")
     assert stored.code == 0 and stored.json["secret"]["name"] == "stripe-webhook_secret"
@@ -48,6 +50,7 @@ def test_a_secrets_life_through_the_commands(manage, monkeypatch, acme):
     )
 
     assert all(VALUE not in run.out + run.err for run in outputs)
+    assert VALUE not in caplog.text
     assert (
         SecretAccess.objects.filter(access_type="reveal", actor_label__startswith="manage.py reveal_secret").count()
         == 2

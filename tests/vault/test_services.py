@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import psycopg
 import pytest
@@ -42,7 +43,8 @@ def test_a_client_gets_a_data_key_when_created(make_client):
 
 
 @db
-def test_set_creates_then_replaces_and_never_records_the_value(make_client):
+def test_set_creates_then_replaces_and_never_records_the_value(make_client, caplog):
+    caplog.set_level(logging.DEBUG)
     acme = make_client("acme")
     secret = store(acme, description="Slack bot", tags=["Chat", "chat", " ops "])
     assert (secret.name, secret.tags, secret.data_key_version) == ("slack-api_key", ["chat", "ops"], 1)
@@ -61,6 +63,7 @@ def test_set_creates_then_replaces_and_never_records_the_value(make_client):
     accesses = SecretAccess.objects.filter(secret_id=secret.pk).order_by("id")
     assert [a.access_type for a in accesses] == ["create", "reveal", "update", "reveal"]
     assert accesses[1].reason == "checking rotation"
+    assert VALUE not in caplog.text and "xoxb-2222" not in caplog.text
 
 
 @db

@@ -1,4 +1,6 @@
-"""manage.py seed_demo: demo clients with applications and some audit history, through the services."""
+"""manage.py seed_demo: demo clients with applications, secrets and some audit history, through the services."""
+
+import secrets
 
 from django.conf import settings
 from django.db import transaction
@@ -6,6 +8,14 @@ from django.db import transaction
 from clients.models import Client
 from clients.services import configure_application, create_client, deactivate_client, update_client
 from config.commands import FlowsCommand, Result
+from vault.models import SigningKey
+from vault.services import rotate_signing_key, set_secret
+
+# (provider, type, description) per client; the values are random and never printed.
+DEMO_SECRETS = {
+    "acme": [("slack", "api_key", "Posts onboarding progress to #people-ops"), ("workday", "oauth_token", "HR sync")],
+    "globex": [("stripe", "webhook_secret", "Billing events")],
+}
 
 DEMO_CLIENTS = [
     {"code": "acme", "legal_name": "Acme Corporation", "domain": "acme-corp.thepia.net", "region": "EU", "tier": "pro"},
@@ -48,7 +58,10 @@ DEMO_APPLICATIONS = {
 
 
 class Command(FlowsCommand):
-    help = "Load demo clients, applications and audit history. Safe to re-run: existing clients are left alone."
+    help = (
+        "Load demo clients, applications, secrets, a signing key and audit history. Safe to re-run: existing "
+        "clients are left alone."
+    )
     example = "manage.py seed_demo"
 
     def run(self, **options):
@@ -67,8 +80,19 @@ class Command(FlowsCommand):
                         configuration=configuration,
                         features=features,
                     )
+                for provider, secret_type, description in DEMO_SECRETS.get(spec["code"], []):
+                    set_secret(
+                        actor=self.actor,
+                        client=client,
+                        provider=provider,
+                        secret_type=secret_type,
+                        value=f"demo-{secrets.token_urlsafe(24)}",
+                        description=description,
+                    )
                 if spec["code"] == "umbrella":
                     deactivate_client(actor=self.actor, client=client, reason="demo: contract paused")
             created.append(spec["code"])
+        if not SigningKey.objects.filter(status=SigningKey.Status.ACTIVE).exists():
+            rotate_signing_key(actor=self.actor)  # so that /.well-known/jwks.json has a key to show
         text = f"Demo data: created {', '.join(created)}." if created else "Demo data already present."
         return Result({"created": created}, text)
