@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import base64
+import importlib
+import re
 import uuid
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.core.checks import run_checks
+from django.core.exceptions import ImproperlyConfigured
 from hypothesis import given
 from hypothesis import strategies as st
 
+import config.wsgi
 from vault import envelope, keyring
 from vault.envelope import Context
 from vault.errors import ClientErased, DecryptionFailed, KeyRingError, MalformedCiphertext, UnknownKey
@@ -196,3 +200,11 @@ def test_a_nul_in_an_associated_data_field_is_refused(ring):
         keys.encrypt(b"x", purpose="secret", record_id="r\x00")
     with pytest.raises(ValueError, match="NUL"):
         keys.encrypt(b"x", purpose="sec\x00ret", record_id="r")
+
+
+def test_the_wsgi_application_does_not_start_without_a_valid_key_ring(settings):
+    settings.FLOWS_MASTER_KEYS = "broken"
+    with pytest.raises(ImproperlyConfigured, match=re.escape("vault.E001: FLOWS_MASTER_KEYS: entry 1")):
+        importlib.reload(config.wsgi)
+    settings.FLOWS_MASTER_KEYS = keyring.generate("k1")
+    importlib.reload(config.wsgi)
