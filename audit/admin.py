@@ -8,6 +8,7 @@ from django.contrib import admin
 from django.utils.html import format_html
 
 from audit.models import KNOWN_ACTIONS, AuditEvent
+from config.admin import ReadOnlyAdminMixin
 
 
 class TextInputFilter(admin.SimpleListFilter):
@@ -49,7 +50,7 @@ class ActionFilter(admin.SimpleListFilter):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["occurred_at", "action", "client_code", "actor_display", "target_display", "ip"]
     list_filter = [
         ClientCodeFilter,
@@ -80,12 +81,3 @@ class AuditEventAdmin(admin.ModelAdmin):
     @admin.display(description="changes")
     def changes_display(self, event):
         return format_html("<pre>{}</pre>", json.dumps(event.changes, indent=2, sort_keys=True, default=str))
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

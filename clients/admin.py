@@ -15,7 +15,7 @@ from clients import services
 from clients.configuration import configuration_errors
 from clients.models import ApiKey, Application, Client, Tier, normalise_code, normalise_domain
 from clients.selectors import client_usage, features_not_in_tier, tier_fit_problems
-from config.admin import confirmed_action
+from config.admin import ReadOnlyAdminMixin, confirmed_action
 from config.errors import FlowsError
 from vault import services as vault_services
 
@@ -35,7 +35,7 @@ class ServiceAdminMixin:
 
 
 @admin.register(Tier)
-class TierAdmin(admin.ModelAdmin):
+class TierAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Read-only: tiers are defined in clients/tiers.json and seeded by a migration."""
 
     list_display = ["name", "code", "max_users", "storage_gb", "max_applications", "feature_list", "client_count"]
@@ -51,15 +51,6 @@ class TierAdmin(admin.ModelAdmin):
     @admin.display(description="clients", ordering="client_count")
     def client_count(self, tier):
         return tier.client_count
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class ApplicationInline(admin.TabularInline):

@@ -11,6 +11,19 @@ from django.template.response import TemplateResponse
 from config.errors import FlowsError
 
 
+class ReadOnlyAdminMixin:
+    """For rows written only by services or migrations (tiers, audit events, keys, logs): the console shows them."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 def as_validation_error(error: FlowsError) -> ValidationError:
     """A domain error shown on the form: on its fields when it names them, else at the top."""
     if error.fields:

@@ -11,25 +11,12 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from clients.admin import ServiceAdminMixin
-from config.admin import confirmed_action
+from config.admin import ReadOnlyAdminMixin, confirmed_action
 from config.errors import FlowsError
 from vault import services
 from vault.models import DataKey, Secret, SecretAccess, SigningKey
 
 REVEAL_PERMISSION = "vault.reveal_secret"
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Key material and logs: rows are written by services only; the console shows them."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class SecretForm(forms.ModelForm):
@@ -174,7 +161,7 @@ class SecretAdmin(ServiceAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(SecretAccess)
-class SecretAccessAdmin(ReadOnlyAdmin):
+class SecretAccessAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["occurred_at", "client", "secret_name", "access_type", "actor_label", "reason", "ip"]
     list_filter = ["access_type", "actor_type"]
     search_fields = ["secret_name", "actor_label", "client__code", "reason"]
@@ -184,7 +171,7 @@ class SecretAccessAdmin(ReadOnlyAdmin):
 
 
 @admin.register(DataKey)
-class DataKeyAdmin(ReadOnlyAdmin):
+class DataKeyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["client", "version", "status", "master_key_id", "created_at", "destroyed_at"]
     list_filter = ["status", "master_key_id"]
     search_fields = ["client__code"]
@@ -193,7 +180,7 @@ class DataKeyAdmin(ReadOnlyAdmin):
 
 
 @admin.register(SigningKey)
-class SigningKeyAdmin(ReadOnlyAdmin):
+class SigningKeyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["kid", "status", "algorithm", "master_key_id", "created_at", "retiring_since", "publish_until"]
     list_filter = ["status"]
     fields = [*list_display, "retired_at"]  # never the wrapped private key
