@@ -77,21 +77,20 @@ def create_data_key(*, actor, client: Client) -> DataKey:
 def destroy_data_keys(*, actor, client: Client) -> int:
     """Crypto-shredding: remove every wrapped data key of the client. Run inside `erase_client`'s transaction."""
     with _atomic():
-        destroyed = (
-            DataKey.objects.filter(client_id=client.pk)
-            .exclude(status=DataKey.Status.DESTROYED)
-            .update(status=DataKey.Status.DESTROYED, wrapped_key=None, destroyed_at=timezone.now())
+        client = get_client(str(client.pk), for_update=True)
+        if is_erased(client):
+            return 0  # already shredded: re-running is safe and records nothing
+        now = timezone.now()
+        destroyed = DataKey.objects.filter(client_id=client.pk).update(
+            status=DataKey.Status.DESTROYED, wrapped_key=None, destroyed_at=now
         )
-        if not DataKey.objects.filter(client_id=client.pk).exists():
+        if not destroyed:
             # A client that never had a data key still needs the mark that it was erased.
             DataKey.objects.create(
-                client=client, version=1, status=DataKey.Status.DESTROYED, wrapped_key=None, destroyed_at=timezone.now()
+                client=client, version=1, status=DataKey.Status.DESTROYED, wrapped_key=None, destroyed_at=now
             )
         Secret.objects.filter(client_id=client.pk, is_active=True).update(is_active=False)
-        if destroyed:
-            record(
-                actor=actor, action="data_key.destroyed", client=client, target=client, changes={"versions": destroyed}
-            )
+        record(actor=actor, action="data_key.destroyed", client=client, target=client, changes={"versions": destroyed})
     return destroyed
 
 

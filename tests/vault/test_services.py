@@ -270,3 +270,18 @@ def test_health_problems_for_a_missing_or_wrong_master_key(make_client, settings
     settings.FLOWS_MASTER_KEYS = ""
     assert key_ring_problems() == ["vault: No master keys: set FLOWS_MASTER_KEYS (or FLOWS_MASTER_KEYS_FILE); "
                                    "manage.py generate_master_key makes one."]  # fmt: skip
+
+
+def test_a_client_without_data_keys_is_still_marked_erased(committed, make_client):
+    acme = make_client("acme")
+    with connect_as(DEFAULT_DB_ALIAS) as owner:  # as for a client created before the vault existed
+        owner.execute("ALTER TABLE vault_datakey NO FORCE ROW LEVEL SECURITY")
+        owner.execute("DELETE FROM vault_datakey WHERE client_id = %s", [acme.pk])
+        owner.execute("ALTER TABLE vault_datakey FORCE ROW LEVEL SECURITY")
+        owner.commit()
+    assert not DataKey.objects.filter(client=acme).exists()
+    client_services.erase_client(actor=None, client=acme, confirm="acme")
+    assert list(DataKey.objects.filter(client=acme).values_list("version", "status")) == [(1, "destroyed")]
+    assert AuditEvent.objects.filter(client_id=acme.pk, action="data_key.destroyed").count() == 1
+    with pytest.raises(Refused, match="cannot be reactivated"):
+        client_services.reactivate_client(actor=None, client=acme)
