@@ -34,6 +34,7 @@ CONSOLE_GRANTS: dict[str, str] = {
     "vault.Secret": DML,
     "vault.SecretAccess": "SELECT, INSERT",  # append-only
     "vault.SigningKey": "SELECT, INSERT, UPDATE",
+    "invitations.Invitation": DML,  # cleanup deletes finished ones past retention
     "auth.User": DML,
     "auth.User_groups": DML,
     "auth.User_user_permissions": DML,
@@ -58,9 +59,13 @@ APP_GRANTS: dict[str, str] = {
     "vault.DataKey": "SELECT",
     "vault.Secret": "SELECT, UPDATE",
     "vault.SecretAccess": "SELECT, INSERT",
+    # Redeeming: read the invitation, count the use.
+    "invitations.Invitation": "SELECT, UPDATE",
+    # Verifying tokens needs the public keys: these columns only, never the wrapped private key.
+    "vault.SigningKey": "SELECT (id, kid, algorithm, public_key, status, publish_until, created_at)",
 }
 # Tables the app role may read without RLS: global, identical for every client.
-APP_GLOBAL_TABLES = {"clients.Tier"}
+APP_GLOBAL_TABLES = {"clients.Tier", "vault.SigningKey"}
 
 # Append-only by trigger: UPDATE, DELETE and TRUNCATE are refused for every role, the owner included.
 APPEND_ONLY_TABLES = ("audit_auditevent", "vault_secretaccess")

@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "clients",
     "audit",
     "vault",
+    "invitations",
 ]
 
 MIDDLEWARE = [
@@ -128,6 +129,13 @@ FLOWS_MASTER_KEYS = env.str("FLOWS_MASTER_KEYS", default="")
 FLOWS_MASTER_KEYS_FILE = env.str("FLOWS_MASTER_KEYS_FILE", default="")
 # The longest an invitation token may live: a retired signing key stays published this long.
 FLOWS_TOKEN_MAX_LIFETIME_DAYS = env.int("FLOWS_TOKEN_MAX_LIFETIME_DAYS", default=30)
+
+# --- Invitations -----------------------------------------------------------------------------
+FLOWS_TOKEN_ISSUER = env.str("FLOWS_TOKEN_ISSUER", default="https://console.thepia.net")
+FLOWS_TOKEN_AUDIENCE = env.str("FLOWS_TOKEN_AUDIENCE", default="flows.thepia.net")
+# The link sent to the invitee; the token goes in the fragment, which browsers never send to servers.
+FLOWS_INVITATION_LINK = env.str("FLOWS_INVITATION_LINK", default="https://{domain}/{app}/invitation#token={token}")
+FLOWS_INVITATION_RETENTION_DAYS = env.int("FLOWS_INVITATION_RETENTION_DAYS", default=90)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

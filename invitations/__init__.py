@@ -1,1 +1,1 @@
-"""Invitations: signed invitation tokens and their lifecycle (issue #4)."""
+"""Invitations: signed tokens with encrypted invitee data, their lifecycle, redemption and cleanup."""

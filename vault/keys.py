@@ -8,7 +8,9 @@ from __future__ import annotations
 import os
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from vault import envelope, keyring
 from vault.envelope import Context
@@ -69,6 +71,7 @@ class ClientKeys:
         self._wrapped = wrapped
         self._client_field = envelope.field(str(client_id))
         self._by_version: dict[int, tuple[bytes, AESGCM]] = {}  # version → (header, cipher)
+        self._raw: dict[int, bytes] = {}
         # Hot-path caches: everything but the record id is the same for every value of a purpose.
         self._sealing: dict[str, tuple[bytes, AESGCM, bytes]] = {}  # purpose → (header, cipher, aad prefix)
         self._opening: dict[str, dict[bytes, tuple[AESGCM, bytes]]] = {}  # purpose → header → (cipher, aad prefix)
@@ -134,6 +137,19 @@ class ClientKeys:
             raise UnknownKey(f"Ciphertext names key {ref!r}, not a data key of client {self.client_code}.")
         return int(version)
 
+    @property
+    def live_versions(self) -> list[int]:
+        """The versions that still decrypt, the active one first."""
+        return sorted(self._wrapped, key=lambda version: (version != self.active_version, -version))
+
+    def derived_key(self, version: int, info: bytes) -> bytes:
+        """A 256-bit key derived (HKDF-SHA256) from a data key version for one use named by `info`.
+
+        For keyed hashes that must die with the client's keys (erasure), never for encryption.
+        """
+        self._version(version)
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(self._raw[version])
+
     def _version(self, version: int) -> tuple[bytes, AESGCM]:
         """(header, cipher) of a data key version, unwrapping it on first use."""
         if entry := self._by_version.get(version):
@@ -144,6 +160,7 @@ class ClientKeys:
         raw = unwrap(
             wrapped, data_key_context(self.client_id, version), what=f"Data key v{version} of {self.client_code}"
         )
+        self._raw[version] = raw
         entry = self._by_version[version] = (envelope.header(f"{DATA_REF}{version}"), AESGCM(raw))
         return entry
 

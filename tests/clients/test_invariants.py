@@ -46,6 +46,7 @@ GLOBALLY_UNIQUE_FIELDS = {
     ("clients.Client", "code"),  # the tenant table itself: its rows are the clients
     ("clients.Client", "domain"),
     ("clients.ApiKey", "prefix"),  # random, never chosen by input: no cross-client oracle; found before the tenant
+    ("invitations.Invitation", "code"),  # random support code, server-chosen; staff look it up across clients
 }
 
 

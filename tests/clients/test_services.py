@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 
 import pytest
+from django.conf import settings
 
 from audit.models import AuditEvent
 from clients import services
@@ -276,6 +278,19 @@ def _exercise(make_client, settings) -> dict:
             "signing_key.rotated",
         ),
     }
+
+
+def test_every_write_layer_has_an_audit_ratchet():
+    """A new app's services.py must join a ratchet: here, or tests/invitations (which needs committed data)."""
+    from django.apps import apps
+
+    modules = {
+        f"{config.name}.services" for config in apps.get_app_configs() if config.path.startswith(str(settings.BASE_DIR))
+    }
+    covered = {module.__name__ for module in SERVICE_MODULES} | {"invitations.services"}
+    helpers = {"audit.services"}  # record() itself
+    existing = {name for name in modules if importlib.util.find_spec(name) is not None}
+    assert existing - helpers == covered
 
 
 def test_every_public_service_writes_its_audit_event(make_client, settings):

@@ -1,0 +1,460 @@
+"""Every write to invitations — issue, resend, revoke, redeem, expire, clean up — validated and audited.
+
+The invitee's personal data is a parameter of `issue_invitation`/`resend_invitation` and the
+return value of `redeem_invitation`, and goes nowhere else: not in a column, an audit event or
+a log line. Only a keyed hash of the company e-mail is kept, to refuse duplicate invitations.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import connections, router, transaction
+from django.utils import timezone
+
+from audit.services import actor_fields, record
+from clients.models import Application, Client
+from clients.selectors import get_client
+from clients.tenancy import in_tenant_context, tenant_context
+from config.errors import Conflict, InvalidInput, Refused
+from invitations import tokens
+from invitations.models import Invitation
+from invitations.selectors import seats_used
+from invitations.tokens import InvitationRejected
+from vault.selectors import active_signing_key, client_keys, is_erased
+
+MIN_VALIDITY = timedelta(hours=1)
+MAX_VALIDITY = timedelta(days=30)
+MAX_USES = 1000
+CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L, O, U
+CLEANUP_LOCK = "invitations:cleanup"
+EMAIL_HASH_INFO = b"flows-invitation-email"
+
+
+def _atomic():
+    return transaction.atomic(using=router.db_for_write(Invitation))
+
+
+@dataclass(frozen=True)
+class Invitee:
+    """The invitee's personal data: only ever in memory and, encrypted, in the token."""
+
+    full_name: str
+    company_email: str
+    private_email: str = ""
+
+    def cleaned(self) -> Invitee:
+        name = (self.full_name or "").strip()
+        company, private = (self.company_email or "").strip().lower(), (self.private_email or "").strip().lower()
+        errors: dict[str, list[str]] = {}
+        if not name or len(name) > 200:
+            errors["full_name"] = ["Give the invitee's full name (at most 200 characters)."]
+        for field, value, required in (("company_email", company, True), ("private_email", private, False)):
+            if not value and not required:
+                continue
+            try:
+                validate_email(value)
+            except ValidationError:
+                errors[field] = ["Enter a valid e-mail address."]
+        if errors:
+            raise InvalidInput("; ".join(f"{name}: {messages[0]}" for name, messages in errors.items()), fields=errors)
+        return Invitee(name, company, private)
+
+    def as_claim(self) -> dict[str, str]:
+        return {"name": self.full_name, "company_email": self.company_email, "private_email": self.private_email}
+
+
+def _email_hashes(client: Client, email: str) -> list[str]:
+    """HMAC-SHA256 of the normalised e-mail under a key derived from each live data key of the client.
+
+    Keyed by the data key, so the hash says nothing without it and erasure unlinks it; one per
+    live version, so a duplicate is recognised across a data key rotation. The first is the
+    active version's.
+    """
+    keys = client_keys(client)
+    return [
+        hmac.new(keys.derived_key(version, EMAIL_HASH_INFO), email.encode(), hashlib.sha256).hexdigest()
+        for version in keys.live_versions
+    ]
+
+
+def _new_code() -> str:
+    while True:
+        code = "INV-" + "".join(secrets.choice(CODE_ALPHABET) for _ in range(6))
+        if not Invitation.objects.filter(code=code).exists():
+            return code
+
+
+def _check_issuable(client: Client, application: Application, expires_in: timedelta, max_uses: int) -> None:
+    if client.status != Client.Status.ACTIVE:
+        raise Refused(
+            f"Client {client.code} is {client.status}; invitations need an active client.", code="client_inactive"
+        )
+    if application.client_id != client.pk:
+        raise InvalidInput("The application belongs to another client.", code="wrong_application")
+    if application.status != Application.Status.ENABLED:
+        raise Refused(f"Application {application.app_code} is disabled.", code="application_disabled")
+    if not MIN_VALIDITY <= expires_in <= MAX_VALIDITY:
+        raise InvalidInput(
+            "An invitation is valid for between 1 hour and 30 days.",
+            code="invalid_expiry",
+            fields={"expires_in": ["Between 1 hour and 30 days."]},
+        )
+    if not 1 <= max_uses <= MAX_USES:
+        raise InvalidInput(
+            f"Uses must be between 1 and {MAX_USES}.", code="invalid_uses", fields={"max_uses": ["1-1000"]}
+        )
+    if max_uses > 1 and "multi_use_invitations" not in client.tier.features:
+        raise Refused(
+            f"Tier {client.tier.code} has no multi-use invitations; issue single-use ones.", code="feature_not_in_tier"
+        )
+
+
+def issue_invitation(
+    *,
+    actor,
+    client: Client,
+    application: Application,
+    invitee: Invitee,
+    expires_in: timedelta = timedelta(days=7),
+    max_uses: int = 1,
+    permissions: list[str] | None = None,
+    restrictions: dict[str, Any] | None = None,
+) -> tuple[Invitation, str]:
+    """A new pending invitation and its token (the only copy: it is not stored)."""
+    invitee = invitee.cleaned()
+    permissions = sorted({p.strip() for p in permissions or [] if p.strip()})
+    now = timezone.now()
+    with _atomic():
+        # The client row lock serialises concurrent issues against the tier's max_users.
+        client = get_client(str(client.pk), for_update=True)
+        _check_issuable(client, application, expires_in, max_uses)
+        used = seats_used(client)
+        if used + max_uses > client.tier.max_users:
+            raise Refused(
+                f"Tier {client.tier.code} allows {client.tier.max_users} users; client {client.code} holds {used} "
+                f"seat(s), and this invitation needs {max_uses}.",
+                code="seat_limit",
+            )
+        email_hashes = _email_hashes(client, invitee.company_email)
+        if Invitation.objects.filter(
+            client_id=client.pk, application_id=application.pk, status=Invitation.Status.PENDING,
+            email_hash__in=email_hashes,
+        ).exists():  # fmt: skip
+            raise Conflict(
+                f"This person already has a pending invitation to {application.app_code}; resend or revoke it.",
+                code="duplicate_invitation",
+            )
+        signing_key = active_signing_key()
+        invitation = Invitation(
+            client=client,
+            application=application,
+            code=_new_code(),
+            max_uses=max_uses,
+            permissions=permissions,
+            restrictions=restrictions or {},
+            expires_at=now + expires_in,
+            email_hash=email_hashes[0],
+            kid=signing_key.kid,
+            created_by=actor_fields(actor)[2][:200],
+        )
+        token = tokens.encode(
+            invitation=invitation,
+            client=client,
+            application=application,
+            invitee=invitee.as_claim(),
+            keys=client_keys(client),
+            signing_key=signing_key,
+            issued_at=now,
+        )
+        invitation.token_hash = tokens.token_hash(token)
+        invitation.save(force_insert=True)
+        record(
+            actor=actor,
+            action="invitation.issued",
+            client=client,
+            target=invitation,
+            changes={
+                "application": application.app_code,
+                "expires_at": invitation.expires_at,
+                "max_uses": max_uses,
+                "permissions": permissions,
+            },
+        )
+    return invitation, token
+
+
+def resend_invitation(*, actor, invitation: Invitation, invitee: Invitee, expires_in: timedelta | None = None) -> str:
+    """A new token for a pending invitation (same id and code); the previous token stops working at once.
+
+    The invitee's data is given again: it was never stored, so it cannot be read back.
+    """
+    invitee = invitee.cleaned()
+    now = timezone.now()
+    with _atomic():
+        invitation = (
+            Invitation.objects.select_for_update().select_related("client", "application").get(pk=invitation.pk)
+        )
+        if invitation.status != Invitation.Status.PENDING:
+            raise Refused(f"Invitation {invitation.code} is {invitation.status}; only pending ones are resent.")
+        client = invitation.client
+        _check_issuable(client, invitation.application, expires_in or MIN_VALIDITY, invitation.max_uses)
+        if invitation.email_hash not in _email_hashes(client, invitee.company_email):
+            raise InvalidInput(
+                "This is not the company e-mail the invitation was issued to.",
+                code="invitee_mismatch",
+                fields={"company_email": ["Not the invited address."]},
+            )
+        lifetime = expires_in or max(invitation.expires_at - invitation.created_at, MIN_VALIDITY)
+        invitation.expires_at = now + min(lifetime, MAX_VALIDITY)
+        signing_key = active_signing_key()
+        token = tokens.encode(
+            invitation=invitation,
+            client=client,
+            application=invitation.application,
+            invitee=invitee.as_claim(),
+            keys=client_keys(client),
+            signing_key=signing_key,
+            issued_at=now,
+        )
+        invitation.token_hash, invitation.kid = tokens.token_hash(token), signing_key.kid
+        invitation.resend_count += 1
+        invitation.save(update_fields=["token_hash", "kid", "expires_at", "resend_count"])
+        record(
+            actor=actor,
+            action="invitation.resent",
+            client=client,
+            target=invitation,
+            changes={"expires_at": invitation.expires_at, "resend_count": invitation.resend_count},
+        )
+    return token
+
+
+def revoke_invitation(*, actor, invitation: Invitation, reason: str) -> Invitation:
+    """Stop an invitation from being redeemed. Safe to re-run on a revoked one."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise InvalidInput(
+            "Say why the invitation is revoked.", code="reason_required", fields={"reason": ["Required."]}
+        )
+    with _atomic():
+        invitation = Invitation.objects.select_for_update().select_related("client").get(pk=invitation.pk)
+        if invitation.status == Invitation.Status.REVOKED:
+            return invitation
+        if invitation.status != Invitation.Status.PENDING:
+            raise Refused(f"Invitation {invitation.code} is {invitation.status}; only pending ones are revoked.")
+        now = timezone.now()
+        invitation.status = Invitation.Status.REVOKED
+        invitation.revoked_at = invitation.finished_at = now
+        invitation.revoked_by = actor_fields(actor)[2][:200]
+        invitation.revoke_reason = reason[:500]
+        invitation.save(update_fields=["status", "revoked_at", "finished_at", "revoked_by", "revoke_reason"])
+        record(
+            actor=actor,
+            action="invitation.revoked",
+            client=invitation.client,
+            target=invitation,
+            changes={"reason": reason},
+        )
+    return invitation
+
+
+# --- Validation and redemption -------------------------------------------------------------------
+
+
+def _check_against_database(invitation: Invitation | None, token: str, now) -> Invitation:
+    if invitation is None:
+        raise InvitationRejected("unknown_invitation")
+    if not hmac.compare_digest(invitation.token_hash, tokens.token_hash(token)):
+        raise InvitationRejected("hash_mismatch")
+    if invitation.status == Invitation.Status.REVOKED:
+        raise InvitationRejected("revoked")
+    if invitation.status == Invitation.Status.ACCEPTED or invitation.used_count >= invitation.max_uses:
+        raise InvitationRejected("already_used")
+    if invitation.status == Invitation.Status.EXPIRED or invitation.expires_at <= now:
+        raise InvitationRejected("expired")
+    return invitation
+
+
+def _check_client(client: Client) -> None:
+    if is_erased(client):
+        raise InvitationRejected("client_erased")
+    if client.status != Client.Status.ACTIVE:
+        raise InvitationRejected("client_inactive")
+
+
+def validate_invitation(*, token: str) -> Invitation:
+    """The invitation a token stands for, if it may be redeemed now; InvitationRejected with its code otherwise."""
+    claims = tokens.decode(token)
+    invitation = Invitation.objects.select_related("client", "application").filter(pk=claims["sub"]).first()
+    if invitation is not None:
+        _check_client(invitation.client)
+    return _check_against_database(invitation, token, timezone.now())
+
+
+@dataclass(frozen=True)
+class Redemption:
+    invitation: Invitation
+    invitee: dict
+    claims: dict
+
+
+def redeem_invitation(*, actor, token: str) -> Redemption:
+    """Use the invitation once and return the invitee's data. Runs as the token's client, under RLS.
+
+    Called inside a tenant context (the tenant API), the token must belong to that client; the
+    row lock makes concurrent redemptions queue, so a single-use token is redeemed exactly once.
+    """
+    claims = tokens.decode(token)
+    if in_tenant_context():
+        client = Client.objects.filter(code=claims["client"]).first()  # RLS: only the current client is visible
+        if client is None:
+            raise InvitationRejected("wrong_client")
+        return _redeem(actor, client, claims, token)
+    client = Client.objects.filter(code=claims["client"]).first()
+    if client is None:
+        raise InvitationRejected("unknown_invitation")
+    with tenant_context(client):
+        return _redeem(actor, client, claims, token)
+
+
+def _redeem(actor, client: Client, claims: dict, token: str) -> Redemption:
+    _check_client(client)
+    now = timezone.now()
+    with _atomic():
+        invitation = Invitation.objects.select_for_update().filter(pk=claims["sub"], client_id=client.pk).first()
+        invitation = _check_against_database(invitation, token, now)
+        invitee = tokens.decrypt_invitee(claims, client_keys(client))
+        invitation.used_count += 1
+        fields = ["used_count"]
+        if invitation.used_count >= invitation.max_uses:
+            invitation.status, invitation.accepted_at, invitation.finished_at = Invitation.Status.ACCEPTED, now, now
+            fields += ["status", "accepted_at", "finished_at"]
+        invitation.save(update_fields=fields)
+        record(
+            actor=actor,
+            action="invitation.redeemed",
+            client=client,
+            target=invitation,
+            changes={"used_count": invitation.used_count, "status": invitation.status},
+        )
+    return Redemption(invitation, invitee, claims)
+
+
+# --- Expiry and cleanup --------------------------------------------------------------------------
+
+
+@dataclass
+class CleanupResult:
+    expired: int = 0
+    purged: int = 0
+    pending_expiry: int = 0
+    pending_purge: int = 0
+    dry_run: bool = False
+    locked: bool = False
+
+
+def expire_invitations(*, actor, batch_size: int = 5000, progress=None) -> int:
+    """Mark overdue pending invitations expired, batch by batch: one short transaction and one audit event each."""
+    done = 0
+    while True:
+        with _atomic(), connections[router.db_for_write(Invitation)].cursor() as cursor:
+            cursor.execute(_EXPIRE_BATCH, [timezone.now(), batch_size])
+            count = cursor.rowcount
+            if count:
+                record(
+                    actor=actor,
+                    action="invitation.expired",
+                    target_type="invitations.invitation",
+                    target_label=f"{count} overdue invitation(s)",
+                    changes={"expired": count},
+                )
+        done += count
+        if progress:
+            progress(done)
+        if count < batch_size:
+            return done
+
+
+def cleanup_invitations(
+    *,
+    actor,
+    retention_days: int | None = None,
+    batch_size: int = 5000,
+    dry_run: bool = False,
+    progress=None,
+) -> CleanupResult:
+    """Expire overdue invitations and delete finished ones older than the retention period.
+
+    Safe to run twice at once (a session advisory lock: the second run returns `locked`),
+    resumable (each batch commits), and summarised by one audit event per run.
+    """
+    retention = timedelta(days=settings.FLOWS_INVITATION_RETENTION_DAYS if retention_days is None else retention_days)
+    if retention_days is not None and not 0 <= retention_days <= 3650:
+        raise InvalidInput("The retention period is between 0 and 3650 days.", code="invalid_retention")
+    alias = router.db_for_write(Invitation)
+    now = timezone.now()
+    result = CleanupResult(dry_run=dry_run)
+    if dry_run:
+        result.pending_expiry = Invitation.objects.filter(status=Invitation.Status.PENDING, expires_at__lte=now).count()
+        result.pending_purge = (
+            Invitation.objects.exclude(status=Invitation.Status.PENDING).filter(finished_at__lt=now - retention).count()
+        )
+        return result
+    with connections[alias].cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", [CLEANUP_LOCK])
+        if not cursor.fetchone()[0]:
+            result.locked = True
+            return result
+    try:
+        result.expired = expire_invitations(
+            actor=actor, batch_size=batch_size, progress=(lambda n: progress("expired", n)) if progress else None
+        )
+        while True:
+            with _atomic(), connections[alias].cursor() as cursor:
+                cursor.execute(_PURGE_BATCH, [timezone.now() - retention, batch_size])
+                count = cursor.rowcount
+            result.purged += count
+            if progress:
+                progress("purged", result.purged)
+            if count < batch_size:
+                break
+        with _atomic():
+            record(
+                actor=actor,
+                action="invitation.cleanup",
+                target_type="invitations.cleanup",
+                target_label="cleanup_invitations",
+                changes={"expired": result.expired, "purged": result.purged, "retention_days": retention.days},
+            )
+    finally:
+        with connections[alias].cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", [CLEANUP_LOCK])
+    return result
+
+
+# Set-based batches: the partial indexes on pending expiry and finished_at find each batch;
+# SKIP LOCKED lets a redemption in flight keep its row.
+_EXPIRE_BATCH = f"""
+UPDATE {Invitation._meta.db_table} SET status = 'expired', finished_at = now()
+WHERE id IN (
+    SELECT id FROM {Invitation._meta.db_table}
+    WHERE status = 'pending' AND expires_at <= %s
+    LIMIT %s FOR UPDATE SKIP LOCKED
+)"""  # noqa: S608 - table name from the model, values are parameters
+
+_PURGE_BATCH = f"""
+DELETE FROM {Invitation._meta.db_table}
+WHERE id IN (
+    SELECT id FROM {Invitation._meta.db_table}
+    WHERE status <> 'pending' AND finished_at < %s
+    LIMIT %s FOR UPDATE SKIP LOCKED
+)"""  # noqa: S608 - table name from the model, values are parameters

@@ -1,0 +1,199 @@
+"""Invitation tokens: compact JWS signed with Ed25519, the invitee's personal data inside, encrypted.
+
+    header  {"alg": "EdDSA", "kid": <signing key thumbprint>, "typ": "JWT"}
+    claims  iss, aud, sub (invitation id), iat, nbf, exp, client (code), app (app code),
+            permissions, restrictions,
+            invitee: {"enc": "A256GCM", "kv": <data key version>, "data": <base64url vault envelope>}
+
+The invitee ciphertext is bound (associated data) to the invitation id and the client id, so it
+cannot be moved to another invitation or client. Verification needs only the public keys
+(`/.well-known/jwks.json`); what a token claims is then checked against the database by
+`invitations.services`. Every rejection has a stable code (`REJECTIONS`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import threading
+import time
+import uuid
+from datetime import datetime
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from django.conf import settings
+
+from config.errors import FlowsError
+from vault import signing
+from vault.errors import ClientErased, VaultError
+from vault.keys import ClientKeys
+from vault.selectors import published_signing_keys
+
+ALGORITHM = "EdDSA"
+INVITEE_PURPOSE = "invitee"
+LEEWAY_SECONDS = 30  # clock skew between the console and the applications' servers
+REQUIRED_CLAIMS = ["iss", "aud", "sub", "iat", "nbf", "exp", "client", "app", "invitee"]
+
+REJECTIONS = {
+    "malformed_token": "The token is not a well-formed invitation token.",
+    "algorithm_not_allowed": "The token is not signed with EdDSA.",
+    "unknown_kid": "The token names a signing key that is not published.",
+    "invalid_signature": "The token's signature does not verify.",
+    "wrong_issuer": "The token was not issued by this console.",
+    "wrong_audience": "The token is not meant for Flows applications.",
+    "not_yet_valid": "The token is not valid yet.",
+    "expired": "The invitation has expired.",
+    "unknown_invitation": "There is no such invitation.",
+    "hash_mismatch": "The token is not the invitation's current token (it was resent or altered).",
+    "revoked": "The invitation was revoked.",
+    "already_used": "The invitation has already been used.",
+    "client_inactive": "The client is not active.",
+    "client_erased": "The client was erased; its invitations can no longer be read.",
+    "wrong_client": "The invitation belongs to another client.",
+    "invalid_invitee_data": "The invitation's personal data cannot be decrypted.",
+}
+
+
+class InvitationRejected(FlowsError):
+    """A token or invitation that must not be accepted, with one of the REJECTIONS codes."""
+
+    http_status = 400
+
+    def __init__(self, code: str, message: str | None = None):
+        super().__init__(message or REJECTIONS[code], code=code)
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def b64url_decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def encode(
+    *, invitation, client, application, invitee: dict, keys: ClientKeys, signing_key, issued_at: datetime
+) -> str:
+    """The signed token for `invitation`, carrying `invitee` (name and e-mails) encrypted."""
+    ciphertext, version = keys.encrypt(
+        json.dumps(invitee, separators=(",", ":")).encode(), purpose=INVITEE_PURPOSE, record_id=str(invitation.pk)
+    )
+    now = int(issued_at.timestamp())
+    claims = {
+        "iss": settings.FLOWS_TOKEN_ISSUER,
+        "aud": settings.FLOWS_TOKEN_AUDIENCE,
+        "sub": str(invitation.pk),
+        "iat": now,
+        "nbf": now,
+        "exp": int(invitation.expires_at.timestamp()),
+        "client": client.code,
+        "app": application.app_code,
+        "permissions": list(invitation.permissions),
+        "restrictions": invitation.restrictions,
+        "invitee": {"enc": "A256GCM", "kv": version, "data": signing.b64url(ciphertext)},
+    }
+    return signing.sign(claims, signing_key)
+
+
+class PublicKeys:
+    """The published verification keys, cached in the process; refreshed on an unknown kid (at most once a second)."""
+
+    MAX_AGE = 60.0
+
+    def __init__(self):
+        self._keys: dict[str, Ed25519PublicKey] = {}
+        self._loaded_at = 0.0
+        self._lock = threading.Lock()
+
+    def get(self, kid: str) -> Ed25519PublicKey | None:
+        now = time.monotonic()
+        key = self._keys.get(kid)
+        stale = now - self._loaded_at > self.MAX_AGE
+        if (key is None and now - self._loaded_at > 1.0) or stale:
+            self.refresh()
+            key = self._keys.get(kid)
+        return key
+
+    def refresh(self) -> None:
+        rows = published_signing_keys().only("id", "kid", "algorithm", "public_key", "status", "publish_until")
+        keys = {row.kid: Ed25519PublicKey.from_public_bytes(bytes(row.public_key)) for row in rows}
+        with self._lock:
+            self._keys, self._loaded_at = keys, time.monotonic()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._keys, self._loaded_at = {}, 0.0
+
+
+public_keys = PublicKeys()
+
+
+def decode(token: str) -> dict:
+    """The verified claims of `token` — signature, algorithm, issuer, audience, times, shape — or InvitationRejected."""
+    if not isinstance(token, str) or token.count(".") != 2 or len(token) > 16_384:
+        raise InvitationRejected("malformed_token")
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.DecodeError:
+        raise InvitationRejected("malformed_token") from None
+    if header.get("alg") != ALGORITHM:
+        raise InvitationRejected("algorithm_not_allowed", f"The token is signed with {header.get('alg')!r}, not EdDSA.")
+    kid = header.get("kid")
+    key = public_keys.get(kid) if isinstance(kid, str) else None
+    if key is None:
+        raise InvitationRejected("unknown_kid")
+    try:
+        claims = jwt.decode(
+            token,
+            key,
+            algorithms=[ALGORITHM],
+            audience=settings.FLOWS_TOKEN_AUDIENCE,
+            issuer=settings.FLOWS_TOKEN_ISSUER,
+            leeway=LEEWAY_SECONDS,
+            options={"require": REQUIRED_CLAIMS},
+        )
+    except jwt.InvalidSignatureError:
+        raise InvitationRejected("invalid_signature") from None
+    except jwt.ExpiredSignatureError:
+        raise InvitationRejected("expired") from None
+    except jwt.ImmatureSignatureError:
+        raise InvitationRejected("not_yet_valid") from None
+    except jwt.InvalidIssuerError:
+        raise InvitationRejected("wrong_issuer") from None
+    except jwt.InvalidAudienceError:
+        raise InvitationRejected("wrong_audience") from None
+    except jwt.InvalidTokenError:
+        raise InvitationRejected("malformed_token") from None
+    _check_shape(claims)
+    return claims
+
+
+def _check_shape(claims: dict) -> None:
+    invitee = claims.get("invitee")
+    try:
+        uuid.UUID(str(claims["sub"]))
+        valid = (
+            isinstance(claims["client"], str)
+            and isinstance(claims["app"], str)
+            and isinstance(invitee, dict)
+            and isinstance(invitee.get("data"), str)
+        )
+    except ValueError:
+        valid = False
+    if not valid:
+        raise InvitationRejected("malformed_token")
+
+
+def decrypt_invitee(claims: dict, keys: ClientKeys) -> dict:
+    """The invitee's personal data from verified claims, with the client's keys."""
+    try:
+        blob = b64url_decode(claims["invitee"]["data"])
+        data = keys.decrypt(blob, purpose=INVITEE_PURPOSE, record_id=str(claims["sub"]))
+        return json.loads(data)
+    except ClientErased:
+        raise InvitationRejected("client_erased") from None
+    except (VaultError, ValueError, binascii.Error):
+        raise InvitationRejected("invalid_invitee_data") from None
