@@ -30,6 +30,7 @@ from invitations.models import Invitation
 from invitations.selectors import seats_used
 from invitations.tokens import InvitationRejected
 from vault.selectors import active_signing_key, client_keys, is_erased
+from vault.services import create_data_key
 
 MIN_VALIDITY = timedelta(hours=1)
 MAX_VALIDITY = timedelta(days=30)
@@ -144,6 +145,7 @@ def issue_invitation(
                 f"seat(s), and this invitation needs {max_uses}.",
                 code="seat_limit",
             )
+        create_data_key(actor=actor, client=client, only_if_missing=True)
         email_hashes = _email_hashes(client, invitee.company_email)
         if Invitation.objects.filter(
             client_id=client.pk, application_id=application.pk, status=Invitation.Status.PENDING,

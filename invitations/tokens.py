@@ -63,7 +63,7 @@ class InvitationRejected(FlowsError):
     http_status = 400
 
     def __init__(self, code: str, message: str | None = None):
-        super().__init__(message or REJECTIONS[code], code=code)
+        super().__init__(f"{code}: {message or REJECTIONS[code]}", code=code)
 
 
 def token_hash(token: str) -> str:
@@ -99,9 +99,22 @@ def encode(
 
 
 class PublicKeys:
-    """The published verification keys, cached in the process; refreshed on an unknown kid (at most once a second)."""
+    """The published verification keys, cached in the process for a minute.
+
+    A kid not in the cache is looked up on its own (one indexed query), so a key published a
+    moment ago verifies at once, and unknown kids never cause a full reload.
+    """
 
     MAX_AGE = 60.0
+    COLUMNS = (
+        "id",
+        "kid",
+        "algorithm",
+        "public_key",
+        "status",
+        "publish_until",
+        "created_at",
+    )  # what flows_app may read
 
     def __init__(self):
         self._keys: dict[str, Ed25519PublicKey] = {}
@@ -109,16 +122,19 @@ class PublicKeys:
         self._lock = threading.Lock()
 
     def get(self, kid: str) -> Ed25519PublicKey | None:
-        now = time.monotonic()
-        key = self._keys.get(kid)
-        stale = now - self._loaded_at > self.MAX_AGE
-        if (key is None and now - self._loaded_at > 1.0) or stale:
+        if time.monotonic() - self._loaded_at > self.MAX_AGE:
             self.refresh()
-            key = self._keys.get(kid)
+        key = self._keys.get(kid)
+        if key is None:
+            row = published_signing_keys().filter(kid=kid).only(*self.COLUMNS).first()
+            if row is not None:
+                key = Ed25519PublicKey.from_public_bytes(bytes(row.public_key))
+                with self._lock:
+                    self._keys = {**self._keys, kid: key}
         return key
 
     def refresh(self) -> None:
-        rows = published_signing_keys().only("id", "kid", "algorithm", "public_key", "status", "publish_until")
+        rows = published_signing_keys().only(*self.COLUMNS)
         keys = {row.kid: Ed25519PublicKey.from_public_bytes(bytes(row.public_key)) for row in rows}
         with self._lock:
             self._keys, self._loaded_at = keys, time.monotonic()
@@ -197,3 +213,8 @@ def decrypt_invitee(claims: dict, keys: ClientKeys) -> dict:
         raise InvitationRejected("client_erased") from None
     except (VaultError, ValueError, binascii.Error):
         raise InvitationRejected("invalid_invitee_data") from None
+
+
+def invitation_link(client, application, token: str) -> str:
+    """The link the invitee receives (FLOWS_INVITATION_LINK): the token in the fragment, out of server logs."""
+    return settings.FLOWS_INVITATION_LINK.format(domain=client.domain, app=application.app_code, token=token)

@@ -50,12 +50,19 @@ def _atomic():
 # --- Data keys -----------------------------------------------------------------------------------
 
 
-def create_data_key(*, actor, client: Client) -> DataKey:
-    """A new data key version for the client, made active; older versions keep decrypting (`previous`)."""
+def create_data_key(*, actor, client: Client, only_if_missing: bool = False) -> DataKey:
+    """A new data key version for the client, made active; older versions keep decrypting (`previous`).
+
+    `only_if_missing`: return the active key when there is one (clients created before the vault
+    get their first key on first use).
+    """
     with _atomic():
         client = get_client(str(client.pk), for_update=True)
         if is_erased(client):
             raise Refused(f"Client {client.code} was erased; it gets no new data keys.", code="client_erased")
+        active = DataKey.objects.filter(client_id=client.pk, status=DataKey.Status.ACTIVE).first()
+        if only_if_missing and active is not None:
+            return active
         last = (
             DataKey.objects.filter(client_id=client.pk).order_by("-version").values_list("version", flat=True).first()
         )
@@ -319,8 +326,7 @@ def set_secret(
             secret.is_active = is_active
         if value is not None:
             encoded = _encoded_value(value)
-            if not DataKey.objects.filter(client_id=client.pk, status=DataKey.Status.ACTIVE).exists():
-                create_data_key(actor=actor, client=client)
+            create_data_key(actor=actor, client=client, only_if_missing=True)
             secret.ciphertext, secret.data_key_version = client_keys(client).encrypt(
                 encoded, purpose=SECRET_PURPOSE, record_id=str(secret.pk)
             )
