@@ -9,7 +9,8 @@ from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from clients import services
 from clients.configuration import configuration_errors
@@ -17,6 +18,7 @@ from clients.models import ApiKey, Application, Client, Tier, normalise_code, no
 from clients.selectors import client_usage, features_not_in_tier, tier_fit_problems
 from config.admin import ReadOnlyAdminMixin, confirmed_action
 from config.errors import FlowsError
+from invitations.selectors import recent_invitations, seats_used
 from vault import services as vault_services
 
 
@@ -108,7 +110,7 @@ class ClientAdmin(ServiceAdminMixin, admin.ModelAdmin):
     list_filter = ["status", "tier", "region"]
     search_fields = ["code", "legal_name", "domain"]
     list_select_related = ["tier"]
-    readonly_fields = ["id", "status", "deactivated_at", "created_at", "updated_at", "usage"]
+    readonly_fields = ["id", "status", "deactivated_at", "created_at", "updated_at", "usage", "recent_invitations"]
     inlines = [ApplicationInline]
     actions = [
         confirmed_action(
@@ -146,6 +148,7 @@ class ClientAdmin(ServiceAdminMixin, admin.ModelAdmin):
         return [
             (None, {"fields": main}),
             ("Status and usage", {"fields": ["status", "deactivated_at", "usage", "id", "created_at", "updated_at"]}),
+            ("Invitations", {"fields": ["recent_invitations"]}),
         ]
 
     @admin.display(description="applications", ordering="application_count")
@@ -155,7 +158,26 @@ class ClientAdmin(ServiceAdminMixin, admin.ModelAdmin):
     @admin.display(description="usage")
     def usage(self, client):
         usage = client_usage(client)
-        return f"{usage.applications} of {client.tier.max_applications} applications"
+        return (
+            f"{usage.applications} of {client.tier.max_applications} applications; "
+            f"{seats_used(client)} of {client.tier.max_users} seats (invitation uses pending or made)"
+        )
+
+    @admin.display(description="recent invitations")
+    def recent_invitations(self, client):
+        rows = format_html_join(
+            "",
+            '<tr><td><a href="{}">{}</a></td><td>{}</td><td>{}</td><td>{}/{}</td><td>{}</td></tr>',
+            (
+                (reverse("admin:invitations_invitation_change", args=[i.pk]), i.code, i.application.app_code,
+                 i.status, i.used_count, i.max_uses, f"{i.expires_at:%Y-%m-%d %H:%M}")
+                for i in recent_invitations(client)
+            ),
+        )  # fmt: skip
+        if not rows:
+            return "None yet."
+        head = "<tr><th>code</th><th>application</th><th>status</th><th>uses</th><th>expires</th></tr>"
+        return format_html("<table>{}{}</table>", mark_safe(head), rows)  # noqa: S308 - a constant header
 
     def save_model(self, request, obj, form, change):
         data = {name: form.cleaned_data[name] for name in ("legal_name", "domain", "region", "tier")}

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from dataclasses import dataclass
 
 from django.db.models import Case, IntegerField, Q, Sum, When
 
 from clients.models import Client
 from config.errors import NotFound
 from invitations.models import Invitation
+from invitations.tokens import InvitationRejected
 
 
 def seats_used(client: Client) -> int:
@@ -46,3 +48,49 @@ def get_invitation(reference: str) -> Invitation:
 
 def recent_invitations(client: Client, limit: int = 10):
     return Invitation.objects.filter(client_id=client.pk).select_related("application").order_by("-created_at")[:limit]
+
+
+# What "Check a token" shows, in the order the checks run: (label, rejection code, stage).
+TOKEN_CHECKS = [
+    ("Well-formed token", "malformed_token", "token"),
+    ("Signed with EdDSA", "algorithm_not_allowed", "token"),
+    ("Signing key is published", "unknown_kid", "token"),
+    ("Signature verifies", "invalid_signature", "token"),
+    ("Issuer", "wrong_issuer", "token"),
+    ("Audience", "wrong_audience", "token"),
+    ("Valid already (nbf)", "not_yet_valid", "token"),
+    ("Not expired (exp)", "expired", "token"),
+    ("Invitation exists", "unknown_invitation", "database"),
+    ("Client not erased", "client_erased", "database"),
+    ("Client active", "client_inactive", "database"),
+    ("Current token (not resent or altered)", "hash_mismatch", "database"),
+    ("Not revoked", "revoked", "database"),
+    ("Uses left", "already_used", "database"),
+    ("Not expired (database)", "expired", "database"),
+]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    label: str
+    outcome: str  # "pass", "fail" or "not checked"
+    detail: str = ""
+
+
+def check_token(token: str) -> tuple[list[Verdict], Invitation | None]:
+    """Every check `validate_invitation` makes, with its verdict: for support staff looking at a pasted token."""
+    from invitations.services import validate_invitation  # noqa: PLC0415 - services import this module
+
+    try:
+        invitation = validate_invitation(token=(token or "").strip())
+    except InvitationRejected as rejection:
+        failed = next(
+            i for i, (_, code, stage) in enumerate(TOKEN_CHECKS) if (code, stage) == (rejection.code, rejection.stage)
+        )
+        verdicts = [
+            Verdict(label, "pass" if i < failed else "fail" if i == failed else "not checked",
+                    rejection.message if i == failed else "")
+            for i, (label, _, _) in enumerate(TOKEN_CHECKS)
+        ]  # fmt: skip
+        return verdicts, None
+    return [Verdict(label, "pass") for label, _, _ in TOKEN_CHECKS], invitation

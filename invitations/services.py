@@ -273,32 +273,36 @@ def revoke_invitation(*, actor, invitation: Invitation, reason: str) -> Invitati
 
 
 def _check_against_database(invitation: Invitation | None, token: str, now) -> Invitation:
+    def reject(code: str, message: str | None = None):
+        return InvitationRejected(code, message, stage="database")
+
     if invitation is None:
-        raise InvitationRejected("unknown_invitation")
+        raise reject("unknown_invitation")
     if not hmac.compare_digest(invitation.token_hash, tokens.token_hash(token)):
-        raise InvitationRejected("hash_mismatch")
+        raise reject("hash_mismatch")
     if invitation.status == Invitation.Status.REVOKED:
-        raise InvitationRejected("revoked")
+        raise reject("revoked")
     if invitation.status == Invitation.Status.ACCEPTED or invitation.used_count >= invitation.max_uses:
-        raise InvitationRejected("already_used")
+        raise reject("already_used")
     if invitation.status == Invitation.Status.EXPIRED or invitation.expires_at <= now:
-        raise InvitationRejected("expired")
+        raise reject("expired", f"The invitation expired on {invitation.expires_at:%Y-%m-%d %H:%M} UTC.")
     return invitation
 
 
 def _check_client(client: Client) -> None:
     if is_erased(client):
-        raise InvitationRejected("client_erased")
+        raise InvitationRejected("client_erased", stage="database")
     if client.status != Client.Status.ACTIVE:
-        raise InvitationRejected("client_inactive")
+        raise InvitationRejected("client_inactive", stage="database")
 
 
 def validate_invitation(*, token: str) -> Invitation:
     """The invitation a token stands for, if it may be redeemed now; InvitationRejected with its code otherwise."""
     claims = tokens.decode(token)
     invitation = Invitation.objects.select_related("client", "application").filter(pk=claims["sub"]).first()
-    if invitation is not None:
-        _check_client(invitation.client)
+    if invitation is None:
+        raise InvitationRejected("unknown_invitation", stage="database")
+    _check_client(invitation.client)
     return _check_against_database(invitation, token, timezone.now())
 
 

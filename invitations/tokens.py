@@ -62,8 +62,9 @@ class InvitationRejected(FlowsError):
 
     http_status = 400
 
-    def __init__(self, code: str, message: str | None = None):
+    def __init__(self, code: str, message: str | None = None, *, stage: str = "token"):
         super().__init__(f"{code}: {message or REJECTIONS[code]}", code=code)
+        self.stage = stage  # "token" (signature and claims) or "database" (the invitation's state)
 
 
 def token_hash(token: str) -> str:

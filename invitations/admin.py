@@ -1,0 +1,183 @@
+"""Invitations in the staff console: issue (token shown once), resend, revoke, check a token; no personal data."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django import forms
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from clients.models import Application, Client
+from config.admin import ReadOnlyAdminMixin, as_validation_error, confirmed_action
+from config.errors import FlowsError
+from invitations import services
+from invitations.models import Invitation
+from invitations.selectors import check_token
+from invitations.services import Invitee
+from invitations.tokens import invitation_link
+
+VALIDITY_CHOICES = [(1, "1 hour"), (24, "1 day"), (72, "3 days"), (168, "7 days"), (336, "14 days"), (720, "30 days")]
+
+
+class InviteeFields(forms.Form):
+    """The invitee's personal data: used to build the token, never stored, never shown again."""
+
+    full_name = forms.CharField(max_length=200)
+    company_email = forms.EmailField()
+    private_email = forms.EmailField(required=False)
+    validity_hours = forms.TypedChoiceField(label="Valid for", choices=VALIDITY_CHOICES, coerce=int, initial=168)
+
+    def invitee(self) -> Invitee:
+        data = self.cleaned_data
+        return Invitee(data["full_name"], data["company_email"], data.get("private_email") or "")
+
+
+class IssueForm(InviteeFields):
+    client = forms.ModelChoiceField(queryset=Client.objects.filter(status=Client.Status.ACTIVE).order_by("code"))
+    application = forms.ModelChoiceField(
+        queryset=Application.objects.filter(status=Application.Status.ENABLED).select_related("client"),
+        help_text="One of the chosen client's enabled applications.",
+    )
+    max_uses = forms.IntegerField(label="Uses", min_value=1, max_value=1000, initial=1)
+    permissions = forms.CharField(required=False, help_text="Comma-separated, e.g. manager,viewer.")
+    field_order = ["client", "application", "full_name", "company_email", "private_email", "permissions",
+                   "validity_hours", "max_uses"]  # fmt: skip
+
+
+def _revoke(*, actor, obj, reason):
+    services.revoke_invitation(actor=actor, invitation=obj, reason=reason)
+
+
+@admin.register(Invitation)
+class InvitationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["code", "client_link", "application", "status", "uses", "expires_at", "created_by", "created_at"]
+    list_filter = ["status", "client__tier", "application__app_code"]
+    search_fields = ["code", "client__code"]
+    list_select_related = ["client", "application"]
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+    readonly_fields = ["code", "client", "application", "status", "uses", "permissions", "restrictions", "expires_at",
+                       "kid", "created_by", "created_at", "accepted_at", "revoked_at", "revoked_by", "revoke_reason",
+                       "resend_count", "id", "resend_link"]  # fmt: skip
+    fields = readonly_fields
+    actions = [
+        confirmed_action(
+            description="Revoke selected invitations",
+            verb="revoke",
+            service=_revoke,
+            permission="revoke_invitation",
+            asks_reason=True,
+            warning="Their tokens stop working at once. This cannot be undone.",
+        ),
+        "resend_selected",
+    ]
+
+    def has_add_permission(self, request, obj=None):
+        return request.user.has_perm("invitations.issue_invitation")
+
+    def has_revoke_invitation_permission(self, request):
+        return request.user.has_perm("invitations.revoke_invitation")
+
+    def has_issue_invitation_permission(self, request):
+        return request.user.has_perm("invitations.issue_invitation")
+
+    @admin.display(description="client", ordering="client__code")
+    def client_link(self, invitation):
+        url = reverse("admin:clients_client_change", args=[invitation.client_id])
+        return format_html('<a href="{}">{}</a>', url, invitation.client.code)
+
+    @admin.display(description="uses")
+    def uses(self, invitation):
+        return f"{invitation.used_count}/{invitation.max_uses}"
+
+    @admin.display(description="resend")
+    def resend_link(self, invitation):
+        if invitation.status != Invitation.Status.PENDING:
+            return "—"
+        url = reverse("admin:invitations_invitation_resend", args=[invitation.pk])
+        return format_html('<a class="button" href="{}">Resend with a new token…</a>', url)
+
+    @admin.action(description="Resend the selected invitation (new token)", permissions=["issue_invitation"])
+    def resend_selected(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "Resend one invitation at a time: its invitee's data must be entered again.")
+            return None
+        return redirect("admin:invitations_invitation_resend", queryset.get().pk)
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("check/", view(self.check_view), name="invitations_invitation_check"),
+            path("<uuid:object_id>/resend/", view(self.resend_view), name="invitations_invitation_resend"),
+            *super().get_urls(),
+        ]
+
+    def _page(self, request, template: str, **context):
+        context = {**self.admin_site.each_context(request), "opts": self.opts, **context}
+        return TemplateResponse(request, f"admin/invitations/invitation/{template}", context)
+
+    def add_view(self, request, form_url="", extra_context=None):
+        """The "Issue invitation" page; its result shows the token and link once (admin_view adds no-store)."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = IssueForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            try:
+                invitation, token = services.issue_invitation(
+                    actor=request.user,
+                    client=data["client"],
+                    application=data["application"],
+                    invitee=form.invitee(),
+                    expires_in=timedelta(hours=data["validity_hours"]),
+                    max_uses=data["max_uses"],
+                    permissions=data["permissions"].split(","),
+                )
+            except FlowsError as error:
+                form.add_error(None, as_validation_error(error))
+            else:
+                return self._issued(request, invitation, token, "Invitation issued")
+        return self._page(request, "issue.html", title="Issue invitation", form=form)
+
+    def resend_view(self, request, object_id):
+        if not self.has_issue_invitation_permission(request):
+            raise PermissionDenied
+        invitation = get_object_or_404(self.get_queryset(request), pk=object_id)
+        form = InviteeFields(request.POST or None, initial={"validity_hours": 168})
+        if request.method == "POST" and form.is_valid():
+            try:
+                token = services.resend_invitation(
+                    actor=request.user,
+                    invitation=invitation,
+                    invitee=form.invitee(),
+                    expires_in=timedelta(hours=form.cleaned_data["validity_hours"]),
+                )
+            except FlowsError as error:
+                form.add_error(None, as_validation_error(error))
+            else:
+                invitation.refresh_from_db()
+                return self._issued(request, invitation, token, "New token issued")
+        return self._page(request, "resend.html", title=f"Resend {invitation.code}", form=form, invitation=invitation)
+
+    def _issued(self, request, invitation, token, title):
+        link = invitation_link(invitation.client, invitation.application, token)
+        return self._page(request, "issued.html", title=title, invitation=invitation, token=token, link=link)
+
+    def check_view(self, request):
+        """Paste a token, see every check's verdict. Changes nothing; shows no personal data."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        token = request.POST.get("token", "") if request.method == "POST" else ""
+        verdicts, invitation = check_token(token) if token else ([], None)
+        return self._page(
+            request, "check.html", title="Check a token", token=token, verdicts=verdicts, invitation=invitation
+        )
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}), "check_url": reverse("admin:invitations_invitation_check")}
+        return super().changelist_view(request, extra_context)
