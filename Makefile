@@ -7,10 +7,10 @@ STAMP := $(VENV)/.installed-$(shell sha256sum requirements.lock | cut -c1-12)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: help venv db run test lint format stop lock bench bench-vault
+.PHONY: help venv db run test lint format stop lock bench bench-vault bench-invitations
 
 help:  ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 $(STAMP): requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,9 @@ bench: db  ## RLS benchmark, by hand (bench/rls_overhead.py; BENCH_ARGS="--round
 
 bench-vault: db  ## Vault benchmark, by hand (bench/vault.py; BENCH_ARGS="--secrets 100000" passes options)
 	$(PY) bench/vault.py $(BENCH_ARGS)
+
+bench-invitations: db  ## Invitations benchmark, by hand (bench/invitations.py; BENCH_ARGS passes options)
+	$(PY) bench/invitations.py $(BENCH_ARGS)
 
 lint: venv  ## ruff lint and format check
 	$(VENV)/bin/ruff check .

@@ -73,14 +73,13 @@ class Invitee:
         return {"name": self.full_name, "company_email": self.company_email, "private_email": self.private_email}
 
 
-def _email_hashes(client: Client, email: str) -> list[str]:
+def _email_hashes(keys, email: str) -> list[str]:
     """HMAC-SHA256 of the normalised e-mail under a key derived from each live data key of the client.
 
     Keyed by the data key, so the hash says nothing without it and erasure unlinks it; one per
     live version, so a duplicate is recognised across a data key rotation. The first is the
     active version's.
     """
-    keys = client_keys(client)
     return [
         hmac.new(keys.derived_key(version, EMAIL_HASH_INFO), email.encode(), hashlib.sha256).hexdigest()
         for version in keys.live_versions
@@ -145,8 +144,11 @@ def issue_invitation(
                 f"seat(s), and this invitation needs {max_uses}.",
                 code="seat_limit",
             )
-        create_data_key(actor=actor, client=client, only_if_missing=True)
-        email_hashes = _email_hashes(client, invitee.company_email)
+        keys = client_keys(client)
+        if keys.active_version is None:  # a client from before the vault: its first data key, now
+            create_data_key(actor=actor, client=client)
+            keys = client_keys(client)
+        email_hashes = _email_hashes(keys, invitee.company_email)
         if Invitation.objects.filter(
             client_id=client.pk, application_id=application.pk, status=Invitation.Status.PENDING,
             email_hash__in=email_hashes,
@@ -173,7 +175,7 @@ def issue_invitation(
             client=client,
             application=application,
             invitee=invitee.as_claim(),
-            keys=client_keys(client),
+            keys=keys,
             signing_key=signing_key,
             issued_at=now,
         )
@@ -209,7 +211,8 @@ def resend_invitation(*, actor, invitation: Invitation, invitee: Invitee, expire
             raise Refused(f"Invitation {invitation.code} is {invitation.status}; only pending ones are resent.")
         client = invitation.client
         _check_issuable(client, invitation.application, expires_in or MIN_VALIDITY, invitation.max_uses)
-        if invitation.email_hash not in _email_hashes(client, invitee.company_email):
+        keys = client_keys(client)
+        if invitation.email_hash not in _email_hashes(keys, invitee.company_email):
             raise InvalidInput(
                 "This is not the company e-mail the invitation was issued to.",
                 code="invitee_mismatch",
@@ -223,7 +226,7 @@ def resend_invitation(*, actor, invitation: Invitation, invitee: Invitee, expire
             client=client,
             application=invitation.application,
             invitee=invitee.as_claim(),
-            keys=client_keys(client),
+            keys=keys,
             signing_key=signing_key,
             issued_at=now,
         )

@@ -21,7 +21,7 @@ from invitations.models import Invitation
 from invitations.tokens import InvitationRejected
 from tests.invitations.conftest import ADA, GRACE
 from vault import signing
-from vault.selectors import active_signing_key
+from vault.selectors import active_signing_key, client_keys
 
 db = pytest.mark.django_db(databases="__all__")
 # Redemption runs as flows_app on its own connection: it must see committed rows.
@@ -172,6 +172,9 @@ def test_revoked_and_client_states(issue, world):
     rejected("client_inactive", other)
     client_services.erase_client(actor=None, client=acme, confirm="acme")
     rejected("client_erased", other)
+    with pytest.raises(InvitationRejected) as undecryptable:  # the personal data inside is gone for good
+        tokens.decrypt_invitee(claims_of(other), client_keys(acme))
+    assert undecryptable.value.code == "client_erased"
     with pytest.raises(InvitationRejected) as caught:
         services.redeem_invitation(actor=None, token=other)
     assert caught.value.code == "client_erased"

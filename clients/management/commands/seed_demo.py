@@ -6,10 +6,21 @@ from django.conf import settings
 from django.db import transaction
 
 from clients.models import Client
+from clients.selectors import get_application
 from clients.services import configure_application, create_client, deactivate_client, update_client
 from config.commands import FlowsCommand, Result
+from invitations.services import Invitee, issue_invitation
 from vault.models import SigningKey
 from vault.services import rotate_signing_key, set_secret
+
+# (app code, invitee) per client: fictitious people; their tokens are not printed (resend to get one).
+DEMO_INVITATIONS = {
+    "acme": [
+        ("onboarding", Invitee("Ada Lovelace", "ada.lovelace@acme-corp.example", "ada@home.example")),
+        ("onboarding", Invitee("Charles Babbage", "charles.babbage@acme-corp.example")),
+    ],
+    "globex": [("onboarding", Invitee("Hank Scorpio", "hank@globex.example"))],
+}
 
 # (provider, type, description) per client; the values are random and never printed.
 DEMO_SECRETS = {
@@ -59,8 +70,8 @@ DEMO_APPLICATIONS = {
 
 class Command(FlowsCommand):
     help = (
-        "Load demo clients, applications, secrets, a signing key and audit history. Safe to re-run: existing "
-        "clients are left alone."
+        "Load demo clients, applications, secrets, invitations, a signing key and audit history. "
+        "Safe to re-run: existing clients are left alone."
     )
     example = "manage.py seed_demo"
 
@@ -94,5 +105,10 @@ class Command(FlowsCommand):
             created.append(spec["code"])
         if not SigningKey.objects.filter(status=SigningKey.Status.ACTIVE).exists():
             rotate_signing_key(actor=self.actor)  # so that /.well-known/jwks.json has a key to show
+        for code in created:
+            client = Client.objects.select_related("tier").get(code=code)
+            for app_code, invitee in DEMO_INVITATIONS.get(code, []):
+                issue_invitation(actor=self.actor, client=client, application=get_application(client, app_code),
+                                 invitee=invitee)  # fmt: skip
         text = f"Demo data: created {', '.join(created)}." if created else "Demo data already present."
         return Result({"created": created}, text)
