@@ -37,10 +37,17 @@ class InviteeFields(forms.Form):
         return Invitee(data["full_name"], data["company_email"], data.get("private_email") or "")
 
 
+class ApplicationChoice(forms.ModelChoiceField):
+    def label_from_instance(self, application):
+        return f"{application.client.code} / {application.app_code} ({application.name})"
+
+
 class IssueForm(InviteeFields):
     client = forms.ModelChoiceField(queryset=Client.objects.filter(status=Client.Status.ACTIVE).order_by("code"))
-    application = forms.ModelChoiceField(
-        queryset=Application.objects.filter(status=Application.Status.ENABLED).select_related("client"),
+    application = ApplicationChoice(
+        queryset=Application.objects.filter(status=Application.Status.ENABLED)
+        .select_related("client")
+        .order_by("client__code", "app_code"),
         help_text="One of the chosen client's enabled applications.",
     )
     max_uses = forms.IntegerField(label="Uses", min_value=1, max_value=1000, initial=1)
