@@ -36,6 +36,15 @@ class ServiceAdminMixin:
         return False  # clients and applications are deactivated or disabled, not deleted
 
 
+class ClientLinkMixin:
+    """A `client_link` column for admins of a client's rows (needs `client` in list_select_related)."""
+
+    @admin.display(description="client", ordering="client__code")
+    def client_link(self, obj):
+        url = reverse("admin:clients_client_change", args=[obj.client_id])
+        return format_html('<a href="{}">{}</a>', url, obj.client.code)
+
+
 @admin.register(Tier)
 class TierAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Read-only: tiers are defined in clients/tiers.json and seeded by a migration."""
@@ -210,7 +219,7 @@ class ApplicationForm(forms.ModelForm):
 
 
 @admin.register(Application)
-class ApplicationAdmin(ServiceAdminMixin, admin.ModelAdmin):
+class ApplicationAdmin(ClientLinkMixin, ServiceAdminMixin, admin.ModelAdmin):
     form = ApplicationForm
     list_display = ["app_code", "name", "client_link", "status", "feature_list", "updated_at"]
     list_filter = ["status", "app_code", "client__tier"]
@@ -222,11 +231,6 @@ class ApplicationAdmin(ServiceAdminMixin, admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return [*self.readonly_fields, "client", "app_code"] if obj else self.readonly_fields
-
-    @admin.display(description="client", ordering="client__code")
-    def client_link(self, application):
-        url = reverse("admin:clients_client_change", args=[application.client_id])
-        return format_html('<a href="{}">{}</a>', url, application.client.code)
 
     @admin.display(description="features")
     def feature_list(self, application):
@@ -278,7 +282,7 @@ def _revoke(*, actor, obj, reason):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(ServiceAdminMixin, admin.ModelAdmin):
+class ApiKeyAdmin(ClientLinkMixin, ServiceAdminMixin, admin.ModelAdmin):
     form = ApiKeyForm
     list_display = ["name", "prefix", "client_link", "application", "scope_list", "state", "expires_at", "last_used_at"]
     list_filter = [ApiKeyStateFilter, "client__tier"]
@@ -306,8 +310,6 @@ class ApiKeyAdmin(ServiceAdminMixin, admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return obj is None and super().has_change_permission(request, obj)  # keys are revoked, not edited
-
-    client_link = ApplicationAdmin.client_link
 
     @admin.display(description="scopes")
     def scope_list(self, api_key):

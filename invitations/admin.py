@@ -12,6 +12,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from clients.admin import ClientLinkMixin
 from clients.models import Application, Client
 from config.admin import ReadOnlyAdminMixin, as_validation_error, confirmed_action
 from config.errors import FlowsError
@@ -61,7 +62,7 @@ def _revoke(*, actor, obj, reason):
 
 
 @admin.register(Invitation)
-class InvitationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class InvitationAdmin(ClientLinkMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["code", "client_link", "application", "status", "uses", "expires_at", "created_by", "created_at"]
     list_filter = ["status", "client__tier", "application__app_code"]
     search_fields = ["code", "client__code"]
@@ -92,11 +93,6 @@ class InvitationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     def has_issue_invitation_permission(self, request):
         return request.user.has_perm("invitations.issue_invitation")
-
-    @admin.display(description="client", ordering="client__code")
-    def client_link(self, invitation):
-        url = reverse("admin:clients_client_change", args=[invitation.client_id])
-        return format_html('<a href="{}">{}</a>', url, invitation.client.code)
 
     @admin.display(description="uses")
     def uses(self, invitation):

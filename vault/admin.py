@@ -10,7 +10,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from clients.admin import ServiceAdminMixin
+from clients.admin import ClientLinkMixin, ServiceAdminMixin
 from config.admin import ReadOnlyAdminMixin, confirmed_action
 from config.errors import FlowsError
 from vault import services
@@ -58,7 +58,7 @@ class SecretForm(forms.ModelForm):
 
 
 @admin.register(Secret)
-class SecretAdmin(ServiceAdminMixin, admin.ModelAdmin):
+class SecretAdmin(ClientLinkMixin, ServiceAdminMixin, admin.ModelAdmin):
     form = SecretForm
     list_display = ["name", "client_link", "provider", "secret_type", "is_active", "value_state", "expires_at",
                     "last_used_at", "usage_count"]  # fmt: skip
@@ -88,11 +88,6 @@ class SecretAdmin(ServiceAdminMixin, admin.ModelAdmin):
         if obj is None:
             return editable
         return [*editable, *(name for name in self.get_readonly_fields(request, obj) if name not in editable)]
-
-    @admin.display(description="client", ordering="client__code")
-    def client_link(self, secret):
-        url = reverse("admin:clients_client_change", args=[secret.client_id])
-        return format_html('<a href="{}">{}</a>', url, secret.client.code)
 
     @admin.display(description="value")
     def value_state(self, secret):
