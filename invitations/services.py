@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -25,6 +27,7 @@ from clients.models import Application, Client
 from clients.selectors import get_client
 from clients.tenancy import in_tenant_context, tenant_context
 from config.errors import Conflict, InvalidInput, Refused
+from config.validation import conflicts_as
 from invitations import tokens
 from invitations.models import Invitation
 from invitations.selectors import seats_used
@@ -38,6 +41,9 @@ MAX_USES = 1000
 CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L, O, U
 CLEANUP_LOCK = "invitations:cleanup"
 EMAIL_HASH_INFO = b"flows-invitation-email"
+PERMISSION = re.compile(r"^[a-z][a-z0-9_.:-]{0,49}$")
+MAX_PERMISSIONS = 20
+MAX_RESTRICTIONS_BYTES = 4096
 
 
 def _atomic():
@@ -86,6 +92,28 @@ def _email_hashes(keys, email: str) -> list[str]:
     ]
 
 
+def _cleaned_permissions(permissions: list[str] | None) -> list[str]:
+    cleaned = sorted({permission.strip().lower() for permission in permissions or [] if permission.strip()})
+    bad = [permission for permission in cleaned if not PERMISSION.match(permission)]
+    if bad or len(cleaned) > MAX_PERMISSIONS:
+        raise InvalidInput(
+            f"Permissions are up to {MAX_PERMISSIONS} names of letters, digits, '_', '.', ':' or '-' "
+            f"(at most 50 characters each){': not ' + ', '.join(bad) if bad else ''}.",
+            code="invalid_permissions",
+            fields={"permissions": ["Use short names such as manager or reports:read."]},
+        )
+    return cleaned
+
+
+def _cleaned_restrictions(restrictions: dict[str, Any] | None) -> dict[str, Any]:
+    restrictions = restrictions or {}
+    if not isinstance(restrictions, dict) or len(json.dumps(restrictions, default=str)) > MAX_RESTRICTIONS_BYTES:
+        raise InvalidInput(
+            f"Restrictions are a JSON object of at most {MAX_RESTRICTIONS_BYTES} bytes.", code="invalid_restrictions"
+        )
+    return restrictions
+
+
 def _new_code() -> str:
     while True:
         code = "INV-" + "".join(secrets.choice(CODE_ALPHABET) for _ in range(6))
@@ -131,7 +159,8 @@ def issue_invitation(
 ) -> tuple[Invitation, str]:
     """A new pending invitation and its token (the only copy: it is not stored)."""
     invitee = invitee.cleaned()
-    permissions = sorted({p.strip() for p in permissions or [] if p.strip()})
+    permissions = _cleaned_permissions(permissions)
+    restrictions = _cleaned_restrictions(restrictions)
     now = timezone.now()
     with _atomic():
         # The client row lock serialises concurrent issues against the tier's max_users.
@@ -164,7 +193,7 @@ def issue_invitation(
             code=_new_code(),
             max_uses=max_uses,
             permissions=permissions,
-            restrictions=restrictions or {},
+            restrictions=restrictions,
             expires_at=now + expires_in,
             email_hash=email_hashes[0],
             kid=signing_key.kid,
@@ -180,7 +209,8 @@ def issue_invitation(
             issued_at=now,
         )
         invitation.token_hash = tokens.token_hash(token)
-        invitation.save(force_insert=True)
+        with conflicts_as("A concurrent request issued the same invitation; try again."):
+            invitation.save(force_insert=True)
         record(
             actor=actor,
             action="invitation.issued",

@@ -116,6 +116,10 @@ def test_issuing_is_validated(issue, world):
         issue(expires_in=timedelta(minutes=5))
     with pytest.raises(InvalidInput, match="between 1 hour and 30 days"):
         issue(expires_in=timedelta(days=31))
+    with pytest.raises(InvalidInput, match="not drop table, " + "x" * 60):
+        issue(permissions=["manager", "Drop Table", "x" * 60])
+    with pytest.raises(InvalidInput, match="Restrictions are a JSON object"):
+        issue(restrictions={"note": "x" * 5000})
     with pytest.raises(InvalidInput, match="another client"):
         services.issue_invitation(actor=None, client=acme, application=apps["globex"], invitee=ADA)
     issue()
