@@ -100,7 +100,7 @@ class InvitationAdmin(ClientLinkMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="resend")
     def resend_link(self, invitation):
-        if invitation.status != Invitation.Status.PENDING:
+        if invitation.status not in (Invitation.Status.PENDING, Invitation.Status.EXPIRED):
             return "—"
         url = reverse("admin:invitations_invitation_resend", args=[invitation.pk])
         return format_html('<a class="button" href="{}">Resend with a new token…</a>', url)

@@ -227,20 +227,33 @@ def issue_invitation(
 
 
 def resend_invitation(*, actor, invitation: Invitation, invitee: Invitee, expires_in: timedelta | None = None) -> str:
-    """A new token for a pending invitation (same id and code); the previous token stops working at once.
+    """A new token for a pending or expired invitation (same id and code); the previous token stops working at once.
 
-    The invitee's data is given again: it was never stored, so it cannot be read back.
+    The invitee's data is given again: it was never stored, so it cannot be read back. An
+    expired invitation becomes pending again, if the tier has the seats for it.
     """
     invitee = invitee.cleaned()
     now = timezone.now()
     with _atomic():
         invitation = (
-            Invitation.objects.select_for_update().select_related("client", "application").get(pk=invitation.pk)
+            Invitation.objects.select_for_update(of=("self",)).select_related("application").get(pk=invitation.pk)
         )
-        if invitation.status != Invitation.Status.PENDING:
-            raise Refused(f"Invitation {invitation.code} is {invitation.status}; only pending ones are resent.")
-        client = invitation.client
+        if invitation.status not in (Invitation.Status.PENDING, Invitation.Status.EXPIRED):
+            raise Refused(
+                f"Invitation {invitation.code} is {invitation.status}; only pending or expired ones are resent."
+            )
+        client = get_client(str(invitation.client_id), for_update=True)  # seats, as when issuing
         _check_issuable(client, invitation.application, expires_in or MIN_VALIDITY, invitation.max_uses)
+        revived = invitation.status == Invitation.Status.EXPIRED
+        if revived:  # back to pending: it holds its remaining uses as seats again
+            needed, used = invitation.max_uses - invitation.used_count, seats_used(client)
+            if used + needed > client.tier.max_users:
+                raise Refused(
+                    f"Tier {client.tier.code} allows {client.tier.max_users} users; client {client.code} holds "
+                    f"{used} seat(s), and reviving {invitation.code} needs {needed}.",
+                    code="seat_limit",
+                )
+            invitation.status, invitation.finished_at = Invitation.Status.PENDING, None
         keys = client_keys(client)
         if invitation.email_hash not in _email_hashes(keys, invitee.company_email):
             raise InvalidInput(
@@ -262,13 +275,14 @@ def resend_invitation(*, actor, invitation: Invitation, invitee: Invitee, expire
         )
         invitation.token_hash, invitation.kid = tokens.token_hash(token), signing_key.kid
         invitation.resend_count += 1
-        invitation.save(update_fields=["token_hash", "kid", "expires_at", "resend_count"])
+        with conflicts_as("This person has another pending invitation to this application; revoke one first."):
+            invitation.save(update_fields=["token_hash", "kid", "expires_at", "resend_count", "status", "finished_at"])
         record(
             actor=actor,
             action="invitation.resent",
             client=client,
             target=invitation,
-            changes={"expires_at": invitation.expires_at, "resend_count": invitation.resend_count},
+            changes={"expires_at": invitation.expires_at, "resend_count": invitation.resend_count, "revived": revived},
         )
     return token
 
@@ -281,7 +295,7 @@ def revoke_invitation(*, actor, invitation: Invitation, reason: str) -> Invitati
             "Say why the invitation is revoked.", code="reason_required", fields={"reason": ["Required."]}
         )
     with _atomic():
-        invitation = Invitation.objects.select_for_update().select_related("client").get(pk=invitation.pk)
+        invitation = Invitation.objects.select_for_update(of=("self",)).select_related("client").get(pk=invitation.pk)
         if invitation.status == Invitation.Status.REVOKED:
             return invitation
         if invitation.status != Invitation.Status.PENDING:

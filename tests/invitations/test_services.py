@@ -170,7 +170,7 @@ def test_revoking_needs_a_reason_and_is_safe_to_repeat(issue):
     invitation.refresh_from_db()
     assert (invitation.status, invitation.revoke_reason) == ("revoked", "left the company")
     assert AuditEvent.objects.filter(action="invitation.revoked").count() == 1
-    with pytest.raises(Refused, match="only pending ones are resent"):
+    with pytest.raises(Refused, match="only pending or expired ones are resent"):
         services.resend_invitation(actor=None, invitation=invitation, invitee=ADA)
 
 
@@ -278,3 +278,14 @@ def test_every_public_invitation_service_writes_its_audit_event(issue):
         call()
         assert AuditEvent.objects.filter(action=action).count() == before + 1, name
     assert first_token
+
+
+@db
+def test_resending_an_expired_invitation_revives_it(issue):
+    invitation, _ = issue(expires_in=timedelta(hours=1))
+    with time_machine.travel(timezone.now() + timedelta(hours=2)):
+        assert services.expire_invitations(actor=None) == 1
+        token = services.resend_invitation(actor=None, invitation=invitation, invitee=ADA)
+        revived = services.validate_invitation(token=token)
+    assert (revived.status, revived.finished_at, revived.resend_count) == ("pending", None, 1)
+    assert AuditEvent.objects.get(action="invitation.resent").changes["revived"] is True
