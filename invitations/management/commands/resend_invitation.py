@@ -1,4 +1,4 @@
-"""manage.py resend_invitation: a new token for a pending invitation; the old one stops working."""
+"""manage.py resend_invitation: a new token for a pending or expired invitation; the old one stops working."""
 
 from config.commands import FlowsCommand, Result
 from invitations.management.commands.create_invitation import invitation_data, parse_duration
@@ -9,7 +9,7 @@ from invitations.tokens import invitation_link
 
 class Command(FlowsCommand):
     help = (
-        "Issue a new token for a pending invitation (same code). The invitee's data is given again — it was "
+        "Issue a new token for a pending or expired invitation (same code). The invitee's data is given again — it was "
         "never stored — and the company e-mail must be the invited one. The previous token stops working."
     )
     example = 'manage.py resend_invitation INV-7K2M9Q --name "Ada Lovelace" --company-email ada@acme.example'
