@@ -18,7 +18,7 @@ from clients.models import ApiKey, Application, Client, Tier, normalise_code, no
 from clients.selectors import client_usage, features_not_in_tier, tier_fit_problems
 from config.admin import ReadOnlyAdminMixin, confirmed_action
 from config.errors import FlowsError
-from invitations.selectors import recent_invitations, seats_used
+from invitations.selectors import recent_invitations
 from vault import services as vault_services
 
 
@@ -169,7 +169,7 @@ class ClientAdmin(ServiceAdminMixin, admin.ModelAdmin):
         usage = client_usage(client)
         return (
             f"{usage.applications} of {client.tier.max_applications} applications; "
-            f"{seats_used(client)} of {client.tier.max_users} seats (invitation uses pending or made)"
+            f"{usage.seats} of {client.tier.max_users} seats (invitation uses pending or made)"
         )
 
     @admin.display(description="recent invitations")

@@ -62,7 +62,7 @@ def get_tier(code: str) -> Tier:
 class Usage:
     applications: int = 0
     features_by_application: dict[str, list[str]] = field(default_factory=dict)
-    # Seats (pending + accepted invitations) join here with the invitations app (issue #4).
+    seats: int = 0  # invitation uses pending or made, against the tier's max_users
 
     @property
     def features(self) -> set[str]:
@@ -70,8 +70,10 @@ class Usage:
 
 
 def client_usage(client: Client) -> Usage:
+    from invitations.selectors import seats_used  # noqa: PLC0415 - invitations build on clients, not the reverse
+
     rows = Application.objects.filter(client_id=client.pk).values_list("app_code", "features")
-    return Usage(applications=len(rows), features_by_application=dict(rows))
+    return Usage(applications=len(rows), features_by_application=dict(rows), seats=seats_used(client))
 
 
 def features_not_in_tier(features, tier: Tier) -> list[str]:
@@ -83,6 +85,8 @@ def tier_fit_problems(usage: Usage, tier: Tier) -> list[str]:
     problems = []
     if usage.applications > tier.max_applications:
         problems.append(f"{usage.applications} applications, the tier allows {tier.max_applications}")
+    if usage.seats > tier.max_users:
+        problems.append(f"{usage.seats} seats held by invitations, the tier allows {tier.max_users} users")
     for app_code, features in sorted(usage.features_by_application.items()):
         if missing := features_not_in_tier(features, tier):
             problems.append(f"application {app_code} uses {', '.join(missing)}, not in the tier")

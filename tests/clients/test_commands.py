@@ -144,7 +144,7 @@ def test_a_clients_life_through_the_commands(manage, tmp_path):
 
     status = manage("client_status", "acme", "--json")
     assert status.code == 0
-    assert status.json["usage"] == {"applications": 1}
+    assert status.json["usage"] == {"applications": 1, "seats": 0}
     assert [e["action"] for e in status.json["recent_events"]] == [
         "application.created",
         "data_key.created",

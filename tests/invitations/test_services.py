@@ -289,3 +289,14 @@ def test_resending_an_expired_invitation_revives_it(issue):
         revived = services.validate_invitation(token=token)
     assert (revived.status, revived.finished_at, revived.resend_count) == ("pending", None, 1)
     assert AuditEvent.objects.get(action="invitation.resent").changes["revived"] is True
+
+
+@db
+def test_a_downgrade_the_invitation_seats_do_not_fit_is_refused(issue, world):
+    from clients import services as client_services
+
+    acme = world[0]
+    issue(max_uses=150)  # pro: 1,000 users; free: 100
+    client_services.configure_application(actor=None, client=acme, app_code="onboarding", features=[])
+    with pytest.raises(Refused, match="150 seats held by invitations, the tier allows 100 users"):
+        client_services.update_client(actor=None, client=acme, tier="free")

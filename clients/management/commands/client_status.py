@@ -34,7 +34,7 @@ class Command(FlowsCommand):
             "max_applications": tier.max_applications,
             "features": tier.features,
         }
-        data["usage"] = {"applications": usage.applications}
+        data["usage"] = {"applications": usage.applications, "seats": usage.seats}
         data["applications"] = [
             {"app_code": a.app_code, "name": a.name, "status": a.status, "features": a.features} for a in applications
         ]
@@ -51,7 +51,7 @@ class Command(FlowsCommand):
         lines = [
             f"{client.code}  {client.legal_name}  ({client.domain})",
             f"  status {client.status}, region {client.region}, created {client.created_at:%Y-%m-%d}",
-            f"  tier {tier.name}: users ≤ {tier.max_users}, storage {tier.storage_gb} GB, "
+            f"  tier {tier.name}: seats {usage.seats}/{tier.max_users}, storage {tier.storage_gb} GB, "
             f"applications {usage.applications}/{tier.max_applications}",
             f"  tier features: {', '.join(tier.features) or '—'}",
             "Applications:",
