@@ -285,3 +285,16 @@ def test_the_audit_trail_as_the_tenant_role_shows_only_its_own_events(two_client
     with tenant_context(acme):
         assert set(AuditEvent.objects.values_list("client_id", flat=True)) == {acme.pk}
     assert AuditEvent.objects.filter(client_id=globex.pk).exists()
+
+
+def test_the_app_role_reads_public_signing_keys_but_never_the_wrapped_private_half(app_connection):
+    from vault import services as vault_services
+
+    vault_services.rotate_signing_key(actor=None)
+    assert len(app_connection.execute("SELECT kid, public_key FROM vault_signingkey").fetchall()) == 1
+    app_connection.rollback()
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        app_connection.execute("SELECT wrapped_private_key FROM vault_signingkey")
+    app_connection.rollback()
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        app_connection.execute("UPDATE vault_signingkey SET status = 'retired'")
