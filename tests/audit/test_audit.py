@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 import uuid
 
 import psycopg
@@ -105,3 +106,19 @@ def test_finding_the_chain_head_is_an_index_lookup_not_a_scan_of_the_trail(clien
     index_conditions = [line for line in plan.splitlines() if "Index Cond" in line]
     # The index is entered on client_id (an indexed range), not walked whole with a filter.
     assert "Seq Scan" not in plan and index_conditions and "client_id" in index_conditions[0], plan
+
+
+def test_every_action_the_code_records_is_in_the_vocabulary():
+    """Ratchet: the admin's action filter offers KNOWN_ACTIONS; an action missing there cannot be filtered on."""
+    from pathlib import Path
+
+    from audit.models import KNOWN_ACTIONS
+
+    root = Path(settings.BASE_DIR)
+    recorded = set()
+    for app in ("clients", "vault", "invitations", "audit", "config"):
+        for path in (root / app).rglob("*.py"):
+            text = path.read_text()
+            recorded |= set(re.findall(r'action="([a-z_]+\.[a-z_]+)"', text))
+            recorded |= set(re.findall(r'"(staff\.[a-z_]+)"', text))
+    assert recorded and recorded <= set(KNOWN_ACTIONS), sorted(recorded - set(KNOWN_ACTIONS))
