@@ -46,7 +46,7 @@ class ApplicationChoice(forms.ModelChoiceField):
 class IssueForm(InviteeFields):
     client = forms.ModelChoiceField(queryset=Client.objects.filter(status=Client.Status.ACTIVE).order_by("code"))
     application = ApplicationChoice(
-        queryset=Application.objects.filter(status=Application.Status.ENABLED)
+        queryset=Application.objects.filter(status=Application.Status.ENABLED, client__status=Client.Status.ACTIVE)
         .select_related("client")
         .order_by("client__code", "app_code"),
         help_text="One of the chosen client's enabled applications.",
