@@ -57,6 +57,17 @@ REJECTIONS = {
 }
 
 
+# PyJWT's verdicts as rejection codes; the first match wins, the last catches the rest.
+_PYJWT_ERRORS = (
+    (jwt.InvalidSignatureError, "invalid_signature"),
+    (jwt.ExpiredSignatureError, "expired"),
+    (jwt.ImmatureSignatureError, "not_yet_valid"),
+    (jwt.InvalidIssuerError, "wrong_issuer"),
+    (jwt.InvalidAudienceError, "wrong_audience"),
+    (jwt.InvalidTokenError, "malformed_token"),
+)
+
+
 class InvitationRejected(FlowsError):
     """A token or invitation that must not be accepted, with one of the REJECTIONS codes."""
 
@@ -169,18 +180,9 @@ def decode(token: str) -> dict:
             leeway=LEEWAY_SECONDS,
             options={"require": REQUIRED_CLAIMS},
         )
-    except jwt.InvalidSignatureError:
-        raise InvitationRejected("invalid_signature") from None
-    except jwt.ExpiredSignatureError:
-        raise InvitationRejected("expired") from None
-    except jwt.ImmatureSignatureError:
-        raise InvitationRejected("not_yet_valid") from None
-    except jwt.InvalidIssuerError:
-        raise InvitationRejected("wrong_issuer") from None
-    except jwt.InvalidAudienceError:
-        raise InvitationRejected("wrong_audience") from None
-    except jwt.InvalidTokenError:
-        raise InvitationRejected("malformed_token") from None
+    except jwt.InvalidTokenError as error:
+        code = next(code for kind, code in _PYJWT_ERRORS if isinstance(error, kind))
+        raise InvitationRejected(code) from None
     _check_shape(claims)
     return claims
 
