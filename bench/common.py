@@ -8,10 +8,24 @@ from __future__ import annotations
 
 import logging
 import os
+import statistics
+import time
 
 import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+
+def interleaved(rounds: int, paths: dict) -> dict:
+    """Median seconds per path over `rounds`, the paths run in alternating order so drift hits them alike."""
+    samples = {name: [] for name in paths}
+    for round_number in range(rounds):
+        order = list(paths.items()) if round_number % 2 == 0 else list(reversed(paths.items()))
+        for name, run in order:
+            began = time.perf_counter()
+            run()
+            samples[name].append(time.perf_counter() - began)
+    return {name: statistics.median(times) for name, times in samples.items()}
 
 
 def say(message: str) -> None:

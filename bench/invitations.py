@@ -23,7 +23,6 @@ import argparse
 import hashlib
 import json
 import os
-import statistics
 import sys
 import time
 import uuid
@@ -31,7 +30,7 @@ from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import drop_database, say, setup_django
+from bench.common import drop_database, interleaved, say, setup_django
 
 
 def parse_args() -> argparse.Namespace:
@@ -55,17 +54,6 @@ def parse_args() -> argparse.Namespace:
         if getattr(args, name) < least:
             parser.error(f"--{name} must be at least {least}")
     return args
-
-
-def interleaved(rounds: int, pair: dict) -> dict:
-    samples = {name: [] for name in pair}
-    for round_number in range(rounds):
-        order = list(pair.items()) if round_number % 2 == 0 else list(reversed(pair.items()))
-        for name, run in order:
-            began = time.perf_counter()
-            run()
-            samples[name].append(time.perf_counter() - began)
-    return {name: statistics.median(times) for name, times in samples.items()}
 
 
 # --- 1. Throughput -------------------------------------------------------------------------------

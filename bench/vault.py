@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
 import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import drop_database, say, setup_django
+from bench.common import drop_database, interleaved, say, setup_django
 
 VALUE_BYTES = 1024
 
@@ -92,17 +91,10 @@ def throughput(args) -> dict:
         for blob, _rid in zip(raw_blobs, record_ids, strict=True):
             cipher.decrypt(blob[:12], blob[12:], aad)
 
-    results = {}
-    for operation, pair in (("encrypt", (vault_encrypt, raw_encrypt)), ("decrypt", (vault_decrypt, raw_decrypt))):
-        samples = {"vault": [], "raw": []}
-        for round_number in range(args.rounds):
-            order = (("vault", pair[0]), ("raw", pair[1]))
-            for name, run in order if round_number % 2 == 0 else reversed(order):
-                began = time.perf_counter()
-                run()
-                samples[name].append(time.perf_counter() - began)
-        results[operation] = {name: statistics.median(times) for name, times in samples.items()}
-    return results
+    return {
+        "encrypt": interleaved(args.rounds, {"vault": vault_encrypt, "raw": raw_encrypt}),
+        "decrypt": interleaved(args.rounds, {"vault": vault_decrypt, "raw": raw_decrypt}),
+    }
 
 
 # --- 2. Rewrap -------------------------------------------------------------------------------

@@ -88,12 +88,17 @@ class FlowsCommand(BaseCommand):
             self.stderr.write(f"manage.py {self.actor.command}: error: {error}")
             sys.exit(error.returncode)
 
-    def progress(self, done: int, total: int) -> None:
+    def progress(self, done: int, total: int | None = None, *, label: str = "") -> None:
         """A progress line for long runs, on a terminal only (scripts and --json stay clean)."""
-        if self.stderr.isatty() and total:
+        if not self.stderr.isatty():
+            return
+        prefix = f"{label}: " if label else ""
+        if total:
             end = "\n" if done >= total else ""
-            self.stderr.write(f"\r  {done:,} / {total:,} ({done * 100 // total}%)", ending=end)
-            self.stderr.flush()
+            self.stderr.write(f"\r  {prefix}{done:,} / {total:,} ({done * 100 // total}%)", ending=end)
+        else:
+            self.stderr.write(f"\r  {prefix}{done:,}", ending="")
+        self.stderr.flush()
 
     def handle(self, *args, **options):
         self.as_json = options["as_json"]

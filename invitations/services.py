@@ -367,14 +367,14 @@ def redeem_invitation(*, actor, token: str) -> Redemption:
     row lock makes concurrent redemptions queue, so a single-use token is redeemed exactly once.
     """
     claims = tokens.decode(token)
-    if in_tenant_context():
-        client = Client.objects.filter(code=claims["client"]).first()  # RLS: only the current client is visible
-        if client is None:
-            raise InvitationRejected("wrong_client")
-        return _redeem(actor, client, claims, token)
+    # Inside a tenant context RLS shows only the current client: another client's token finds none.
     client = Client.objects.filter(code=claims["client"]).first()
+    if in_tenant_context():
+        if client is None:
+            raise InvitationRejected("wrong_client", stage="database")
+        return _redeem(actor, client, claims, token)
     if client is None:
-        raise InvitationRejected("unknown_invitation")
+        raise InvitationRejected("unknown_invitation", stage="database")
     with tenant_context(client):
         return _redeem(actor, client, claims, token)
 

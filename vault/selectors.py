@@ -73,6 +73,17 @@ def published_signing_keys():
     ).order_by("status", "-created_at")
 
 
+def wrapped_by_master_key() -> Counter:
+    """How many live data keys and signing keys each master key id wraps (two grouped queries)."""
+    counts = Counter()
+    for queryset in (DataKey.objects.exclude(status=DataKey.Status.DESTROYED), SigningKey.objects.all()):
+        for master_key_id, n in (
+            queryset.values("master_key_id").annotate(n=Count("id")).values_list("master_key_id", "n")
+        ):
+            counts[master_key_id] += n
+    return counts
+
+
 def vault_status() -> dict:
     """Key ring ids, what each master key wraps, data key versions per client, values on old versions, signing keys."""
     try:
@@ -80,18 +91,7 @@ def vault_status() -> dict:
         ring_ids, primary, ring_error = ring.ids, ring.primary.id, ""
     except KeyRingError as error:
         ring_ids, primary, ring_error = [], "", error.message
-    wrapped_by = Counter(
-        dict(
-            DataKey.objects.exclude(status=DataKey.Status.DESTROYED)
-            .values_list("master_key_id")
-            .annotate(n=Count("id"))
-            .values_list("master_key_id", "n")
-        )
-    )
-    for master_key_id, n in (
-        SigningKey.objects.values_list("master_key_id").annotate(n=Count("id")).values_list("master_key_id", "n")
-    ):
-        wrapped_by[master_key_id] += n
+    wrapped_by = wrapped_by_master_key()
     clients = (
         Client.objects.annotate(
             active_version=active_version_subquery("pk"),
@@ -138,9 +138,7 @@ def key_ring_problems() -> list[str]:
         ring = keyring.load()
     except KeyRingError as error:
         return [f"vault: {error.message}"]
-    wrapped_by = Counter(
-        DataKey.objects.exclude(status=DataKey.Status.DESTROYED).values_list("master_key_id", flat=True)
-    ) + Counter(SigningKey.objects.values_list("master_key_id", flat=True))
+    wrapped_by = wrapped_by_master_key()
     problems = [
         f"vault: {count} key(s) are wrapped by master key '{key_id}', which is not in the key ring"
         for key_id, count in sorted(wrapped_by.items())

@@ -50,19 +50,12 @@ def _atomic():
 # --- Data keys -----------------------------------------------------------------------------------
 
 
-def create_data_key(*, actor, client: Client, only_if_missing: bool = False) -> DataKey:
-    """A new data key version for the client, made active; older versions keep decrypting (`previous`).
-
-    `only_if_missing`: return the active key when there is one (clients created before the vault
-    get their first key on first use).
-    """
+def create_data_key(*, actor, client: Client) -> DataKey:
+    """A new data key version for the client, made active; older versions keep decrypting (`previous`)."""
     with _atomic():
         client = get_client(str(client.pk), for_update=True)
         if is_erased(client):
             raise Refused(f"Client {client.code} was erased; it gets no new data keys.", code="client_erased")
-        active = DataKey.objects.filter(client_id=client.pk, status=DataKey.Status.ACTIVE).first()
-        if only_if_missing and active is not None:
-            return active
         last = (
             DataKey.objects.filter(client_id=client.pk).order_by("-version").values_list("version", flat=True).first()
         )
@@ -326,8 +319,11 @@ def set_secret(
             secret.is_active = is_active
         if value is not None:
             encoded = _encoded_value(value)
-            create_data_key(actor=actor, client=client, only_if_missing=True)
-            secret.ciphertext, secret.data_key_version = client_keys(client).encrypt(
+            keys = client_keys(client)
+            if keys.active_version is None:  # a client from before the vault: its first data key, now
+                create_data_key(actor=actor, client=client)
+                keys = client_keys(client)
+            secret.ciphertext, secret.data_key_version = keys.encrypt(
                 encoded, purpose=SECRET_PURPOSE, record_id=str(secret.pk)
             )
         full_clean(secret, exclude=["ciphertext", "data_key_version"])

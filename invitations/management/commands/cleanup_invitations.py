@@ -28,7 +28,7 @@ class Command(FlowsCommand):
             retention_days=days,
             batch_size=options["batch_size"],
             dry_run=options["dry_run"],
-            progress=self._progress,
+            progress=lambda stage, done: self.progress(done, label=stage),
         )
         data = {"expired": result.expired, "purged": result.purged, "dry_run": result.dry_run, "locked": result.locked}
         if result.locked:
@@ -37,8 +37,3 @@ class Command(FlowsCommand):
             data |= {"would_expire": result.pending_expiry, "would_purge": result.pending_purge}
             return Result(data, f"Would expire {result.pending_expiry} and purge {result.pending_purge} invitation(s).")
         return Result(data, f"Expired {result.expired} and purged {result.purged} invitation(s).")
-
-    def _progress(self, stage: str, done: int) -> None:
-        if self.stderr.isatty():
-            self.stderr.write(f"\r  {stage}: {done:,}", ending="")
-            self.stderr.flush()
