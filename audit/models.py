@@ -30,6 +30,7 @@ KNOWN_ACTIONS = [
     "invitation.revoked",
     "invitation.redeemed",
     "invitation.expired",
+    "invitation.purged",
     "invitation.cleanup",
     "staff.login",
     "staff.logout",
@@ -91,3 +92,30 @@ class AuditEvent(models.Model):
 
     def __str__(self):
         return f"{self.action} #{self.id}"
+
+
+class ChainHead(models.Model):
+    """The last event of one chain (a client's, or the platform's): appending locks this row.
+
+    A row lock, not an advisory lock: only roles that can see the row under RLS can take it, so
+    the tenant role can hold up its own client's writes at most, never another client's or the
+    platform's (whose row has no client_id, so no tenant policy ever matches it). Also makes
+    finding the head one index lookup however long the trail.
+    """
+
+    tenant_key = "client_id"
+
+    client_id = models.UUIDField(null=True, blank=True)
+    chain = models.CharField(max_length=40)
+    seq = models.BigIntegerField()
+    hash = models.CharField(max_length=64)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["client_id", "chain"], name="audit_chainhead_chain_key", nulls_distinct=False
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.chain} #{self.seq}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -11,25 +12,46 @@ from django.db import connections, router, transaction
 from django.utils import timezone
 
 from audit.context import current_origin
-from audit.models import AuditEvent
+from audit.models import AuditEvent, ChainHead
 
 PLATFORM_CHAIN = "platform"
 GENESIS_HASH = "0" * 64
 MASK = "***"
-_SENSITIVE = ("password", "secret", "token", "value", "private", "api_key", "credential")
+# A key names a sensitive value when its last word is one of these, or its last two words one of
+# the pairs: `password`, `client_secret`, `api_key`, `privateKey` are masked; `secret_type`,
+# `secrets` (a count) and `token_hash` are not.
+_SENSITIVE_WORDS = {"password", "passwd", "passphrase", "secret", "token", "credential", "credentials", "authorization"}
+_SENSITIVE_PAIRS = {("api", "key"), ("private", "key"), ("secret", "key"), ("access", "key"), ("signing", "key")}
+# Values that are credentials whatever their key: an API key, a compact JWS/JWT, a PEM private key,
+# an Authorization header value.
+_SENSITIVE_VALUE = re.compile(
+    r"flk_[0-9a-f]{12}_|eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.|-----BEGIN [A-Z ]*PRIVATE KEY-----|^(Bearer|Basic)\s",
+    re.IGNORECASE,
+)
+
+
+def _key_words(key: str) -> list[str]:
+    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", key).lower().replace("-", "_").replace(".", "_").split("_")
+
+
+def is_sensitive_key(key: str) -> bool:
+    words = [word for word in _key_words(str(key)) if word]
+    return bool(words) and (words[-1] in _SENSITIVE_WORDS or tuple(words[-2:]) in _SENSITIVE_PAIRS)
+
+
+def _masked_value(value: Any) -> Any:
+    if isinstance(value, dict):
+        return mask_changes(value)
+    if isinstance(value, list | tuple):
+        return [_masked_value(item) for item in value]
+    if isinstance(value, str) and _SENSITIVE_VALUE.search(value):
+        return MASK
+    return value
 
 
 def mask_changes(changes: dict[str, Any]) -> dict[str, Any]:
-    """Replace values of sensitive-looking fields (at any depth) with a mask; keys stay visible."""
-    masked: dict[str, Any] = {}
-    for key, value in changes.items():
-        if any(word in key.lower() for word in _SENSITIVE):
-            masked[key] = MASK
-        elif isinstance(value, dict):
-            masked[key] = mask_changes(value)
-        else:
-            masked[key] = value
-    return masked
+    """Mask what is a secret (at any depth): values under keys that name one, and values that look like one."""
+    return {key: MASK if is_sensitive_key(key) else _masked_value(value) for key, value in changes.items()}
 
 
 def as_json_values(changes: dict[str, Any]) -> dict[str, Any]:
@@ -60,15 +82,32 @@ def event_hash(prev_hash: str, fields: dict[str, Any]) -> str:
     return hashlib.sha256(f"{prev_hash}\n{canonical}".encode()).hexdigest()
 
 
-def chain_head(using: str, client_id: str | None, chain: str):
-    """The chain's last (seq, hash). Filtered on client_id too: the unique index leads with it, and
-    without it this lookup is a sequential scan of the whole trail on every write."""
+def last_event(using: str, client_id: str | None, chain: str):
+    """(seq, hash) of the chain's events, newest first. Filtered on client_id too: the unique index
+    leads with it, and without it this lookup is a sequential scan of the whole trail."""
     return (
         AuditEvent.objects.using(using)
         .filter(client_id=client_id, chain=chain)
         .order_by("-seq")
         .values_list("seq", "hash")
     )
+
+
+def _locked_head(using: str, client_id: str | None, chain: str) -> ChainHead:
+    """The chain's head row, locked until the caller's transaction ends: appends to one chain queue here.
+
+    A chain without a head row (new, or written before head rows existed) gets one from its last
+    event; concurrent first writers both try the insert, one wins, and both then queue on the lock.
+    """
+    heads = ChainHead.objects.using(using).select_for_update().filter(client_id=client_id, chain=chain)
+    head = heads.first()
+    if head is None:
+        seq, hash_ = last_event(using, client_id, chain).first() or (0, GENESIS_HASH)
+        ChainHead.objects.using(using).bulk_create(
+            [ChainHead(client_id=client_id, chain=chain, seq=seq, hash=hash_)], ignore_conflicts=True
+        )
+        head = heads.get()
+    return head
 
 
 def record(
@@ -110,15 +149,16 @@ def record(
         "request_id": origin.request_id,
     }
     chain = fields["client_id"] or PLATFORM_CHAIN
-    with transaction.atomic(using=using), connections[using].cursor() as cursor:
-        # One lock per chain: writers for different clients never wait on each other.
-        cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"audit:{chain}"])
-        last = chain_head(using, fields["client_id"], chain).first()
-        seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
-        return AuditEvent.objects.using(using).create(
+    with transaction.atomic(using=using):
+        # One lock per chain, on a row: writers for different clients never wait on each other.
+        head = _locked_head(using, fields["client_id"], chain)
+        seq, prev_hash = head.seq + 1, head.hash
+        event = AuditEvent.objects.using(using).create(
             **{**fields, "occurred_at": occurred_at},
             chain=chain,
             seq=seq,
             prev_hash=prev_hash,
             hash=event_hash(prev_hash, {**fields, "chain": chain, "seq": seq}),
         )
+        ChainHead.objects.using(using).filter(pk=head.pk).update(seq=seq, hash=event.hash)
+        return event

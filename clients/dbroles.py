@@ -30,6 +30,8 @@ CONSOLE_GRANTS: dict[str, str] = {
     "clients.Application": DML,
     "clients.ApiKey": "SELECT, INSERT, UPDATE",  # revoked, never deleted
     "audit.AuditEvent": "SELECT, INSERT",
+    "audit.ChainHead": "SELECT, INSERT, UPDATE (seq, hash)",
+    "clients.JobLock": "SELECT, INSERT, UPDATE (name)",  # FOR UPDATE needs an UPDATE grant
     "vault.DataKey": "SELECT, INSERT, UPDATE",  # destroyed by erasure, never deleted
     "vault.Secret": DML,
     "vault.SecretAccess": "SELECT, INSERT",  # append-only
@@ -48,27 +50,37 @@ CONSOLE_GRANTS: dict[str, str] = {
 }
 
 # The Flows applications' role: tenant tables only, every row filtered by RLS; tiers are global
-# read-only reference data. No TRUNCATE, REFERENCES or TRIGGER anywhere.
+# read-only reference data. No TRUNCATE, REFERENCES or TRIGGER anywhere, and UPDATE only on the
+# columns its work changes: a table-level UPDATE would let it rewrite whole rows of its own
+# client (an accepted invitation back to pending) and take table locks that stall every client
+# (LOCK TABLE needs a table-level grant).
 APP_GRANTS: dict[str, str] = {
     "clients.Tier": "SELECT",
     "clients.Client": "SELECT",
-    "clients.Application": DML,
+    "clients.Application": "SELECT",
+    # Appending to its client's chain locks and moves the chain's head row.
     "audit.AuditEvent": "SELECT, INSERT",
+    "audit.ChainHead": "SELECT, INSERT, UPDATE (seq, hash)",
     # Decrypting its own data (invitee data, secrets it uses) needs its data keys; using a
     # secret counts the use and logs it.
     "vault.DataKey": "SELECT",
-    "vault.Secret": "SELECT, UPDATE",
+    "vault.Secret": "SELECT, UPDATE (usage_count, last_used_at)",
     "vault.SecretAccess": "SELECT, INSERT",
-    # Redeeming: read the invitation, count the use.
-    "invitations.Invitation": "SELECT, UPDATE",
+    # Redeeming: read the invitation, count the use (the lifecycle trigger guards the values).
+    "invitations.Invitation": "SELECT, UPDATE (used_count, status, accepted_at, finished_at)",
     # Verifying tokens needs the public keys: these columns only, never the wrapped private key.
     "vault.SigningKey": "SELECT (id, kid, algorithm, public_key, status, publish_until, created_at)",
 }
+# Functions in our schema each runtime role may execute (none yet): every other one is reported.
+APP_FUNCTIONS: frozenset[str] = frozenset()
+CONSOLE_FUNCTIONS: frozenset[str] = frozenset()
 # Tables the app role may read without RLS: global, identical for every client.
 APP_GLOBAL_TABLES = {"clients.Tier", "vault.SigningKey"}
 
 # Append-only by trigger: UPDATE, DELETE and TRUNCATE are refused for every role, the owner included.
 APPEND_ONLY_TABLES = ("audit_auditevent", "vault_secretaccess")
+# Other triggers that enforce rules for every role: table → trigger name.
+RULE_TRIGGERS = {"invitations_invitation": "invitation_lifecycle"}
 
 APP_POLICY = "tenant_isolation"
 CONSOLE_POLICY = "console_all"
@@ -117,7 +129,9 @@ def apply(*, using: str = DEFAULT_DB_ALIAS) -> None:
         cursor.execute(sql.SQL("REVOKE CREATE ON SCHEMA public FROM PUBLIC"))
         cursor.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(role_list))
         cursor.execute(sql.SQL("REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA public FROM PUBLIC"))
-        cursor.execute(sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC"))
+        # Functions the owner creates later start without PUBLIC's EXECUTE. Per-schema defaults
+        # (`IN SCHEMA`) can only add privileges, so the revoke has to be the role's global default.
+        cursor.execute(sql.SQL("ALTER DEFAULT PRIVILEGES REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC"))
 
         # Start from nothing on every table, then grant exactly what is declared.
         for table in sorted(existing):
@@ -135,6 +149,9 @@ def apply(*, using: str = DEFAULT_DB_ALIAS) -> None:
             if model._meta.db_table in existing:
                 _ensure_policies(cursor, model)
     log.info("database roles, grants and row level security policies applied")
+    if settings.DATABASE_SUPERUSER_URL:
+        for line in harden(settings.DATABASE_SUPERUSER_URL, database=connection.settings_dict["NAME"]):
+            log.info("hardening: %s", line)
 
 
 def _ensure_role(cursor, role: str, password: str) -> None:
@@ -180,6 +197,120 @@ def _ensure_policies(cursor, model) -> None:
         )
 
 
+# --- Hardening of the built-ins (needs a superuser) ---------------------------------------------
+#
+# PostgreSQL grants some built-in functions to PUBLIC. Our runtime roles need none of them, and
+# each gives the tenant role a way around RLS or a way to hurt other clients:
+HARDENED_FUNCTIONS = {
+    # objects outside RLS, which then break the owner's `pg_dump --enable-row-security`
+    "large objects": r"^lo_|^lo(read|write)$",
+    # lock keys any role can compute: a cross-tenant denial of service
+    "advisory locks": r"^pg_(try_)?advisory_",
+    # cancelling or terminating other sessions of the same role, i.e. other clients' requests
+    "signalling backends": r"^pg_(cancel|terminate)_backend$",
+    # other sessions' query text, with other clients' ids and values in it
+    "reading other sessions": r"^pg_stat_get_(activity|backend_activity|backend_client_addr|backend_client_port)$",
+}
+# Views over those functions: revoked too, so a reader gets a clear refusal, not empty columns.
+HARDENED_VIEWS = ("pg_stat_activity", "pg_locks")
+# What the owner and the console role use of the revoked built-ins, granted back: nothing today
+# (the single-run lock of scheduled jobs is a row lock, see clients/locks.py).
+HARDENED_GRANT_BACK: dict[str, tuple[str, ...]] = {}
+# Other databases PUBLIC may connect to are closed, except these for the owner (Django creates
+# and drops the test database from `postgres`).
+OWNER_MAINTENANCE_DATABASES = ("postgres",)
+
+
+def _hardened_functions(cursor) -> list[tuple[str, str]]:
+    """(what, signature) of every pg_catalog function in HARDENED_FUNCTIONS."""
+    cursor.execute(
+        "SELECT p.oid::regprocedure::text, p.proname FROM pg_proc p WHERE p.pronamespace = 'pg_catalog'::regnamespace"
+    )
+    found = []
+    for signature, name in cursor.fetchall():
+        for what, pattern in HARDENED_FUNCTIONS.items():
+            if re.search(pattern, name):
+                found.append((what, signature))
+    return sorted(found)
+
+
+def harden(superuser_url: str, *, database: str) -> list[str]:
+    """As a superuser: revoke from PUBLIC the built-ins no runtime role needs, in `database`, and
+    CONNECT/TEMP on the cluster's other databases. Idempotent; returns what it did, one line each."""
+    import environ  # noqa: PLC0415 - only the release job's migrate gets here
+    import psycopg  # noqa: PLC0415
+
+    config = environ.Env.db_url_config(superuser_url)
+    owner = connections[DEFAULT_DB_ALIAS].settings_dict["USER"]
+    done = []
+    with psycopg.connect(
+        host=config["HOST"], port=config["PORT"] or None, user=config["USER"], password=config["PASSWORD"],
+        dbname=database, autocommit=False,
+    ) as connection, connection.cursor() as cursor:  # fmt: skip
+        cursor.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+        if not cursor.fetchone()[0]:
+            raise PermissionError("DATABASE_SUPERUSER_URL does not connect as a superuser")
+        for _what, signature in _hardened_functions(cursor):
+            cursor.execute(sql.SQL("REVOKE EXECUTE ON FUNCTION {} FROM PUBLIC").format(sql.SQL(signature)))
+            for grantee in HARDENED_GRANT_BACK.get(signature, ()):
+                cursor.execute(
+                    sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(sql.SQL(signature), sql.Identifier(grantee))
+                )
+        done.append(f"revoked from PUBLIC: {', '.join(HARDENED_FUNCTIONS)}")
+        for view in HARDENED_VIEWS:
+            cursor.execute(sql.SQL("REVOKE SELECT ON pg_catalog.{} FROM PUBLIC").format(sql.Identifier(view)))
+        done.append(f"revoked from PUBLIC: SELECT on {', '.join(HARDENED_VIEWS)}")
+        cursor.execute(
+            "SELECT datname FROM pg_database WHERE datname <> current_database() AND datallowconn"
+            " AND (datname IN ('postgres', 'template1') OR datdba = (SELECT oid FROM pg_roles WHERE rolname = %s))",
+            [owner],
+        )
+        for (name,) in cursor.fetchall():
+            cursor.execute(sql.SQL("REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC").format(sql.Identifier(name)))
+            if name in OWNER_MAINTENANCE_DATABASES:
+                cursor.execute(
+                    sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(name), sql.Identifier(owner))
+                )
+            done.append(f"database {name}: CONNECT and TEMPORARY revoked from PUBLIC")
+        connection.commit()
+    return done
+
+
+def verify_hardening(*, using: str = settings.CONSOLE_DB_ALIAS) -> list[str]:
+    """Each hardening step the tenant role is still exposed by, one line each (a DBA's to-do; docs/tenancy.md)."""
+    role = settings.APP_ROLE
+    with connections[using].cursor() as cursor:
+        exposed: dict[str, int] = {}
+        for what, signature in _hardened_functions(cursor):
+            cursor.execute("SELECT has_function_privilege(%s, %s::regprocedure, 'EXECUTE')", [role, signature])
+            if cursor.fetchone()[0]:
+                exposed[what] = exposed.get(what, 0) + 1
+        problems = [
+            f"role {role} may execute {count} built-in function(s) for {what} (REVOKE EXECUTE … FROM PUBLIC)"
+            for what, count in exposed.items()
+        ]
+        for view in HARDENED_VIEWS:
+            cursor.execute("SELECT has_table_privilege(%s, %s, 'SELECT')", [role, f"pg_catalog.{view}"])
+            if cursor.fetchone()[0]:
+                problems.append(f"role {role} may read the view pg_catalog.{view} (revoke SELECT from PUBLIC)")
+        # Other databases: what PUBLIC may do there (an explicit grant to a role is a DBA's decision).
+        cursor.execute(
+            "SELECT d.datname, acl.privilege_type FROM pg_database d,"
+            " aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) acl"
+            " WHERE d.datallowconn AND d.datname <> current_database() AND acl.grantee = 0"
+            " AND acl.privilege_type IN ('CONNECT', 'TEMPORARY') ORDER BY 1, 2"
+        )
+        problems += [
+            f"PUBLIC, and so role {role}, has {privilege} on database {name}"
+            f" (revoke it from PUBLIC, or refuse {role} there in pg_hba.conf)"
+            for name, privilege in cursor.fetchall()
+        ]
+        cursor.execute("SELECT has_database_privilege(%s, current_database(), 'TEMPORARY')", [role])
+        if cursor.fetchone()[0]:
+            problems.append(f"role {role} may create temporary tables in this database")
+    return problems
+
+
 # --- Verification --------------------------------------------------------------------------------
 
 
@@ -200,7 +331,9 @@ def verify(*, using: str = settings.CONSOLE_DB_ALIAS) -> list[str]:
     with connections[using].cursor() as cursor:
         return [
             *_verify_roles(cursor),
-            *_verify_app_privileges(cursor),
+            *_verify_privileges(cursor),
+            *_verify_functions(cursor),
+            *_verify_rule_triggers(cursor),
             *_verify_tenant_coverage(cursor),
             *_verify_append_only(cursor),
             *(
@@ -240,25 +373,107 @@ def _verify_roles(cursor) -> list[str]:
     return problems
 
 
-def _verify_app_privileges(cursor) -> list[str]:
-    app_role = settings.APP_ROLE
+TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
+COLUMN_PRIVILEGES = ("SELECT", "INSERT", "UPDATE")
+
+
+def parse_privileges(declared: str) -> tuple[set[str], dict[str, set[str]]]:
+    """'SELECT, UPDATE (seq, hash)' → ({'SELECT'}, {'UPDATE': {'seq', 'hash'}})."""
+    table: set[str] = set()
+    columns: dict[str, set[str]] = {}
+    for match in re.finditer(r"([A-Z]+)\s*(?:\(([^)]*)\))?", declared):
+        privilege, column_list = match[1], match[2]
+        if column_list is None:
+            table.add(privilege)
+        else:
+            columns[privilege] = {name.strip() for name in column_list.split(",")}
+    return table, columns
+
+
+def _actual_privileges(cursor, role: str) -> tuple[dict[str, set[str]], dict[str, dict[str, set[str]]]]:
+    """The role's table-level privileges per table, and its column-only privileges per table and privilege."""
+    checks = ", ".join(f"has_table_privilege(%(role)s, c.oid, '{p}')" for p in TABLE_PRIVILEGES)
     cursor.execute(
-        "SELECT c.relname, has_table_privilege(%(role)s, c.oid, 'TRUNCATE'),"
-        " has_table_privilege(%(role)s, c.oid, 'REFERENCES'), has_table_privilege(%(role)s, c.oid, 'TRIGGER'),"
-        " has_table_privilege(%(role)s, c.oid, 'SELECT, INSERT, UPDATE, DELETE')"
-        " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm')",
-        {"role": app_role},
+        f"SELECT c.relname, {checks} FROM pg_class c "  # noqa: S608 - privilege names are constants
+        "WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm')",
+        {"role": role},
     )
-    declared = {table_name(label) for label in APP_GRANTS}
+    tables = {
+        row[0]: {privilege for privilege, held in zip(TABLE_PRIVILEGES, row[1:], strict=True) if held}
+        for row in cursor.fetchall()
+    }
+    checks = ", ".join(f"has_column_privilege(%(role)s, c.oid, a.attnum, '{p}')" for p in COLUMN_PRIVILEGES)
+    cursor.execute(
+        f"SELECT c.relname, a.attname, {checks} FROM pg_class c "  # noqa: S608 - privilege names are constants
+        "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
+        "WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm')",
+        {"role": role},
+    )
+    columns: dict[str, dict[str, set[str]]] = {}
+    for table, column, *held in cursor.fetchall():
+        for privilege, has in zip(COLUMN_PRIVILEGES, held, strict=True):
+            if has and privilege not in tables.get(table, set()):
+                columns.setdefault(table, {}).setdefault(privilege, set()).add(column)
+    return tables, columns
+
+
+def _verify_privileges(cursor) -> list[str]:
+    """Each runtime role holds exactly its declared privileges: no more (a grant by hand, PUBLIC), no fewer."""
     problems = []
-    for table, truncate, references, trigger, any_dml in cursor.fetchall():
-        for privilege, held in (("TRUNCATE", truncate), ("REFERENCES", references), ("TRIGGER", trigger)):
-            if held:
-                problems.append(f"role {app_role} has {privilege} on {table}")
-        if any_dml and table not in declared:
-            problems.append(f"role {app_role} has privileges on {table}, which is not declared in APP_GRANTS")
+    for role, grants in ((settings.APP_ROLE, APP_GRANTS), (settings.CONSOLE_ROLE, CONSOLE_GRANTS)):
+        declared = {table_name(label): parse_privileges(privileges) for label, privileges in grants.items()}
+        tables, columns = _actual_privileges(cursor, role)
+        for table in sorted(tables.keys() | columns.keys()):
+            want_table, want_columns = declared.get(table, (set(), {}))
+            for privilege in sorted(tables.get(table, set()) - want_table):
+                problems.append(f"role {role} has {privilege} on {table}, which is not declared")
+            for privilege in sorted(want_table - tables.get(table, set())):
+                problems.append(f"role {role} lacks {privilege} on {table} (run migrate)")
+            held_columns = columns.get(table, {})
+            for privilege in sorted(held_columns.keys() | want_columns.keys()):
+                extra = held_columns.get(privilege, set()) - want_columns.get(privilege, set())
+                missing = want_columns.get(privilege, set()) - held_columns.get(privilege, set())
+                if extra:
+                    problems.append(
+                        f"role {role} has {privilege} on {table} ({', '.join(sorted(extra))}), not declared"
+                    )
+                if missing:
+                    problems.append(f"role {role} lacks {privilege} on {table} ({', '.join(sorted(missing))})")
     return problems
+
+
+def _verify_functions(cursor) -> list[str]:
+    """No function in our schema is executable by PUBLIC, or by a runtime role it was not granted to."""
+    cursor.execute(
+        "SELECT p.oid::regprocedure::text, has_function_privilege(%s, p.oid, 'EXECUTE'),"
+        " has_function_privilege(%s, p.oid, 'EXECUTE'),"
+        " EXISTS (SELECT 1 FROM aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) acl"
+        "         WHERE acl.grantee = 0 AND acl.privilege_type = 'EXECUTE')"
+        " FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace",
+        [settings.APP_ROLE, settings.CONSOLE_ROLE],
+    )
+    granted = {settings.APP_ROLE: APP_FUNCTIONS, settings.CONSOLE_ROLE: CONSOLE_FUNCTIONS}
+    problems = []
+    for function, app_may, console_may, public_may in cursor.fetchall():
+        if public_may:
+            problems.append(f"function {function} is executable by PUBLIC")
+        for role, may in ((settings.APP_ROLE, app_may), (settings.CONSOLE_ROLE, console_may)):
+            if may and function.split("(")[0] not in granted[role]:
+                problems.append(f"role {role} may execute {function}, which is not declared")
+    return problems
+
+
+def _verify_rule_triggers(cursor) -> list[str]:
+    cursor.execute(
+        "SELECT c.relname, t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+        "WHERE c.relnamespace = 'public'::regnamespace AND t.tgenabled <> 'D' AND NOT t.tgisinternal"
+    )
+    enabled = set(cursor.fetchall())
+    return [
+        f"table {table}: trigger {trigger} is missing or disabled"
+        for table, trigger in RULE_TRIGGERS.items()
+        if (table, trigger) not in enabled
+    ]
 
 
 def _verify_append_only(cursor) -> list[str]:

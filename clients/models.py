@@ -200,3 +200,16 @@ class ApiKey(models.Model):
 
     def is_usable(self, now) -> bool:
         return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+
+class JobLock(models.Model):
+    """One row per scheduled job (e.g. `invitations.cleanup`): a run holds a row lock on it, so two runs never overlap.
+
+    A row lock instead of an advisory lock: advisory lock keys can be computed and taken by any
+    role, the tenant role included; this table is granted to the console role alone.
+    """
+
+    name = models.CharField(max_length=64, primary_key=True)
+
+    def __str__(self):
+        return self.name

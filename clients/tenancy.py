@@ -6,7 +6,12 @@ The rules (DESIGN §4), all enforced here and nowhere else:
   `tenant` alias; its first statement is `set_config('app.client_id', <id>, true)` —
   transaction-local, so nothing survives the transaction on a pooled or persistent connection.
 * The `tenant` alias refuses any statement outside a tenant context, outside a transaction, or
-  in a transaction bound to another tenant (`guard_tenant_statement`, an execute wrapper).
+  in a transaction bound to another tenant (`guard_tenant_statement`, an execute wrapper; the
+  driver's `copy()` and `stream()` go through the same check). Outside a context only single
+  transaction-control statements pass, matched whole, so nothing can ride along with them.
+* A context belongs to the block that entered it: code running after that block was suspended
+  (a generator that yielded from inside it) or in another thread has no tenant, and fails loud.
+* A connection kept between requests (persistent or pooled) is reset before it is used again.
 * Switching tenant inside an open transaction is an error: a rolled-back savepoint would silently
   restore the previous tenant.
 * Any IntegrityError raised inside a tenant context becomes one generic error, so a constraint
@@ -18,35 +23,84 @@ context the router sends everything there; inside one, `.using(settings.CONSOLE_
 
 from __future__ import annotations
 
+import contextlib
 import re
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from types import FrameType
 
 from django.conf import settings
 from django.db import IntegrityError, connections, transaction
 
 from config.errors import InvalidInput, TenancyError
 
-_current_client_id: ContextVar[uuid.UUID | None] = ContextVar("flows_client_id", default=None)
+# The active tenant and the frame of the block that entered it.
+_active: ContextVar[tuple[uuid.UUID, FrameType] | None] = ContextVar("flows_tenant", default=None)
 
 SETTING = "app.client_id"
 _SET_TENANT_SQL = "SELECT set_config('app.client_id', %s, true)"
-# Transaction bookkeeping returns no rows; Django issues it on the tenant alias around test cases.
+_CLEAR_TENANT_SQL = "SELECT set_config('app.client_id', '', false)"
+# Transaction bookkeeping returns no rows; Django issues it on the tenant alias around atomic
+# blocks and test cases. Matched as the whole statement: a second statement after it is refused.
 _TRANSACTION_CONTROL = re.compile(
-    r"^\s*(SAVEPOINT|RELEASE SAVEPOINT|ROLLBACK TO SAVEPOINT|SET CONSTRAINTS ALL (IMMEDIATE|DEFERRED))\b", re.IGNORECASE
+    r'\s*(?:(?:SAVEPOINT|RELEASE SAVEPOINT|ROLLBACK TO SAVEPOINT) "?[A-Za-z0-9_]{1,63}"?'
+    r"|SET CONSTRAINTS ALL (?:IMMEDIATE|DEFERRED))\s*;?\s*",
+    re.IGNORECASE,
 )
+_CONTEXTLIB = contextlib.__file__
 GENERIC_WRITE_ERROR = "The request could not be applied: it conflicts with existing data or is invalid."
 
 
+def _on_stack(frame: FrameType) -> bool:
+    current = sys._getframe(2)
+    while current is not None:
+        if current is frame:
+            return True
+        current = current.f_back
+    return False
+
+
 def current_client_id() -> uuid.UUID | None:
-    """The client the running code acts for, or None outside a tenant context."""
-    return _current_client_id.get()
+    """The client the running code acts for, or None outside a tenant context.
+
+    Raises TenancyError when the context outlived its block: the block's frame is no longer
+    running (a generator suspended inside `tenant_context` handed it to its caller).
+    """
+    active = _active.get()
+    if active is None:
+        return None
+    client_id, frame = active
+    if not _on_stack(frame):
+        raise TenancyError(
+            "A tenant context leaked out of its block (a generator suspended inside tenant_context()?); "
+            "enter tenant_context() in the code that runs the queries."
+        )
+    return client_id
 
 
 def in_tenant_context() -> bool:
-    return _current_client_id.get() is not None
+    return current_client_id() is not None
+
+
+def _block_frame() -> FrameType:
+    """The frame whose `with` statement entered the context, seen through contextlib's helpers.
+
+    `with tenant_context(c):` in f → f. Inside a `@contextmanager` function that wraps it, the
+    block is the wrapper's caller's (whose `with` body runs while the wrapper is suspended), and
+    through `ExitStack.enter_context` it is the stack's user.
+    """
+    frame = sys._getframe(2)
+    while True:
+        while frame.f_code.co_filename == _CONTEXTLIB:
+            frame = frame.f_back
+        caller = frame.f_back
+        if caller is not None and caller.f_code.co_filename == _CONTEXTLIB and caller.f_code.co_name == "__enter__":
+            frame = caller
+            continue
+        return frame
 
 
 def _client_id(client) -> uuid.UUID:
@@ -63,37 +117,44 @@ def _transaction_open(connection) -> bool:
     return any(not getattr(block, "_from_testcase", False) for block in connection.atomic_blocks)
 
 
-@contextmanager
-def tenant_context(client) -> Iterator[uuid.UUID]:
+class tenant_context:
     """Run the block as `client` on the restricted `tenant` alias, in one transaction.
 
     Re-entering for the same client nests (a savepoint); entering for another client while one
-    is active raises TenancyError.
+    is active raises TenancyError. The context is the block's own: a thread started inside it,
+    or a caller resumed after a generator yielded from inside it, has no tenant.
     """
-    client_id = _client_id(client)
-    alias = settings.TENANT_DB_ALIAS
-    active = _current_client_id.get()
-    if active is not None:
-        if active != client_id:
-            raise TenancyError("Cannot switch tenant inside an open tenant transaction.")
-        with transaction.atomic(using=alias):
-            yield client_id
-        return
 
-    connection = connections[alias]
-    if _transaction_open(connection):
-        raise TenancyError("tenant_context() must open the transaction on the tenant alias; one is already open.")
-    token = _current_client_id.set(client_id)
-    try:
-        with _uniform_integrity_errors(), transaction.atomic(using=alias):
-            connection.flows_client_id = client_id
-            try:
-                _set_tenant(connection, client_id)
-                yield client_id
-            finally:
-                connection.flows_client_id = None
-    finally:
-        _current_client_id.reset(token)
+    def __init__(self, client):
+        self.client_id = _client_id(client)
+
+    def __enter__(self) -> uuid.UUID:
+        alias = settings.TENANT_DB_ALIAS
+        self._stack = contextlib.ExitStack()
+        active = current_client_id()
+        if active is not None:
+            if active != self.client_id:
+                raise TenancyError("Cannot switch tenant inside an open tenant transaction.")
+            self._stack.enter_context(transaction.atomic(using=alias))
+            return self.client_id
+        connection = connections[alias]
+        if _transaction_open(connection):
+            raise TenancyError("tenant_context() must open the transaction on the tenant alias; one is already open.")
+        token = _active.set((self.client_id, _block_frame()))
+        self._stack.callback(_active.reset, token)
+        try:
+            self._stack.enter_context(_uniform_integrity_errors())
+            self._stack.enter_context(transaction.atomic(using=alias))
+            connection.flows_client_id = self.client_id
+            self._stack.callback(setattr, connection, "flows_client_id", None)
+            _set_tenant(connection, self.client_id)
+        except BaseException:
+            self._stack.__exit__(*sys.exc_info())
+            raise
+        return self.client_id
+
+    def __exit__(self, *exc_info) -> bool:
+        return self._stack.__exit__(*exc_info)
 
 
 def _set_tenant(connection, client_id: uuid.UUID) -> None:
@@ -114,24 +175,33 @@ def _uniform_integrity_errors() -> Iterator[None]:
         raise InvalidInput(GENERIC_WRITE_ERROR, code="invalid_request") from None
 
 
+def check_tenant_statement(connection, sql) -> None:
+    """Refuse a statement on the tenant alias that does not run inside the current tenant's transaction."""
+    if isinstance(sql, str) and _TRANSACTION_CONTROL.fullmatch(sql):
+        return
+    client_id = current_client_id()
+    if client_id is None:
+        raise TenancyError("Query on the tenant database outside tenant_context().")
+    if not connection.in_atomic_block:
+        raise TenancyError("Query on the tenant database outside a transaction.")
+    if getattr(connection, "flows_client_id", None) != client_id:
+        raise TenancyError("The tenant connection's transaction is not bound to the current tenant.")
+
+
 def guard_tenant_statement(execute, sql, params, many, context):
     """Execute wrapper installed on the tenant alias by `config.postgres`: fail loud, not only closed."""
-    if not _TRANSACTION_CONTROL.match(sql):
-        client_id = _current_client_id.get()
-        connection = context["connection"]
-        if client_id is None:
-            raise TenancyError("Query on the tenant database outside tenant_context().")
-        if not connection.in_atomic_block:
-            raise TenancyError("Query on the tenant database outside a transaction.")
-        if getattr(connection, "flows_client_id", None) != client_id:
-            raise TenancyError("The tenant connection's transaction is not bound to the current tenant.")
+    check_tenant_statement(context["connection"], sql)
     return execute(sql, params, many, context)
 
 
-def reset_pooled_connection(connection) -> None:
-    """psycopg_pool `reset` callback: clear any session-level tenant before the pool reuses a connection."""
-    with connection.transaction():
-        connection.execute(f"RESET {SETTING}")
+def reset_connection(connection) -> None:
+    """Clear any session-level tenant before a kept connection is used again: the psycopg pool's
+    `reset` callback, and what `config.postgres` runs on a persistent connection between requests."""
+    if connection.autocommit:
+        connection.execute(_CLEAR_TENANT_SQL)
+    else:
+        with connection.transaction():
+            connection.execute(_CLEAR_TENANT_SQL)
 
 
 def assert_connection_clean(connection) -> None:

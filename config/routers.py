@@ -4,13 +4,19 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS
 
 from clients.tenancy import in_tenant_context
+from config.errors import TenancyError
 
 
 class TenancyRouter:
     """Never returns None: that would fall back to `default`, the owner, which RLS does not filter for us."""
 
     def db_for_read(self, model, **hints):
-        return settings.TENANT_DB_ALIAS if in_tenant_context() else settings.CONSOLE_DB_ALIAS
+        if in_tenant_context():
+            return settings.TENANT_DB_ALIAS
+        if settings.FLOWS_TENANT_ONLY:
+            # An API worker: code that lost its tenant (a thread, a task) must not fall through to staff.
+            raise TenancyError(f"No tenant context for a {model._meta.label} query in a tenant-only worker.")
+        return settings.CONSOLE_DB_ALIAS
 
     def db_for_write(self, model, **hints):
         return self.db_for_read(model, **hints)

@@ -100,13 +100,24 @@ def _runtime_database(alias_url: str, role: str, password_var: str, owner: dict 
 
 
 _owner = _database(env.str("DATABASE_URL")) if env.str("DATABASE_URL", default="") else None
+# Optional, for `migrate` only: a superuser, with which the role set-up also revokes the built-ins
+# PUBLIC may use that our roles do not need (clients/dbroles.py `harden`, docs/tenancy.md).
+DATABASE_SUPERUSER_URL = env.str("DATABASE_SUPERUSER_URL", default="")
+# API-only workers (FLOWS_TENANT_ONLY=true) hold the tenant role's credentials alone: the console
+# and default aliases refuse to connect, so code that lost its tenant context fails loud instead
+# of reaching a role that sees every client.
+FLOWS_TENANT_ONLY = env.bool("FLOWS_TENANT_ONLY", default=False)
 DATABASES = {
-    CONSOLE_DB_ALIAS: _runtime_database("CONSOLE_DATABASE_URL", CONSOLE_ROLE, "FLOWS_CONSOLE_PASSWORD", _owner),
+    CONSOLE_DB_ALIAS: (
+        {"ENGINE": DB_ENGINE, "NAME": "", "FLOWS_UNAVAILABLE": "this worker runs with FLOWS_TENANT_ONLY"}
+        if FLOWS_TENANT_ONLY
+        else _runtime_database("CONSOLE_DATABASE_URL", CONSOLE_ROLE, "FLOWS_CONSOLE_PASSWORD", _owner)
+    ),
     TENANT_DB_ALIAS: _runtime_database("TENANT_DATABASE_URL", APP_ROLE, "FLOWS_APP_PASSWORD", _owner),
 }
 # Without owner credentials (a production web process) `default` is the console role: anything
 # that escapes the router still lands on a restricted role, never on the owner.
-DATABASES["default"] = _owner or {**DATABASES[CONSOLE_DB_ALIAS], "OPTIONS": {}}
+DATABASES["default"] = (_owner if not FLOWS_TENANT_ONLY else None) or {**DATABASES[CONSOLE_DB_ALIAS], "OPTIONS": {}}
 DATABASES = {
     "default": DATABASES["default"],
     CONSOLE_DB_ALIAS: DATABASES[CONSOLE_DB_ALIAS],

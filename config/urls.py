@@ -1,5 +1,6 @@
 """URL configuration: the staff console under /admin/, the health endpoint and the public JWKS."""
 
+from django.conf import settings
 from django.contrib import admin
 from django.urls import path
 
@@ -10,8 +11,10 @@ admin.site.site_header = "Flows Console"
 admin.site.site_title = "Flows Console"
 admin.site.index_title = "Staff console"
 
-urlpatterns = [
-    path("admin/", admin.site.urls),
-    path("healthz", healthz, name="healthz"),
-    path(".well-known/jwks.json", jwks, name="jwks"),
-]
+urlpatterns = [path("healthz", healthz, name="healthz")]
+# A tenant-only worker (FLOWS_TENANT_ONLY) has no console database: it serves no staff pages.
+if not settings.FLOWS_TENANT_ONLY:
+    urlpatterns += [
+        path("admin/", admin.site.urls),
+        path(".well-known/jwks.json", jwks, name="jwks"),
+    ]

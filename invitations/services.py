@@ -23,6 +23,7 @@ from django.db import connections, router, transaction
 from django.utils import timezone
 
 from audit.services import actor_fields, record
+from clients.locks import single_run
 from clients.models import Application, Client
 from clients.selectors import get_client
 from clients.tenancy import in_tenant_context, tenant_context
@@ -39,7 +40,7 @@ MIN_VALIDITY = timedelta(hours=1)
 MAX_VALIDITY = timedelta(days=30)
 MAX_USES = 1000
 CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L, O, U
-CLEANUP_LOCK = "invitations:cleanup"
+CLEANUP_LOCK = "invitations.cleanup"
 EMAIL_HASH_INFO = b"flows-invitation-email"
 PERMISSION = re.compile(r"^[a-z][a-z0-9_.:-]{0,49}$")
 MAX_PERMISSIONS = 20
@@ -447,8 +448,9 @@ def cleanup_invitations(
 ) -> CleanupResult:
     """Expire overdue invitations and delete finished ones older than the retention period.
 
-    Safe to run twice at once (a session advisory lock: the second run returns `locked`),
-    resumable (each batch commits), and summarised by one audit event per run.
+    Safe to run twice at once (`single_run`: the second run returns `locked` at once), resumable
+    (each batch commits with an audit event saying how many rows it expired or deleted), and
+    summarised by one more event per run.
     """
     retention = timedelta(days=settings.FLOWS_INVITATION_RETENTION_DAYS if retention_days is None else retention_days)
     if retention_days is not None and not 0 <= retention_days <= 3650:
@@ -462,19 +464,28 @@ def cleanup_invitations(
             Invitation.objects.exclude(status=Invitation.Status.PENDING).filter(finished_at__lt=now - retention).count()
         )
         return result
-    with connections[alias].cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", [CLEANUP_LOCK])
-        if not cursor.fetchone()[0]:
+    with single_run(CLEANUP_LOCK) as acquired:
+        if not acquired:
             result.locked = True
             return result
-    try:
         result.expired = expire_invitations(
             actor=actor, batch_size=batch_size, progress=(lambda n: progress("expired", n)) if progress else None
         )
+        cutoff = timezone.now() - retention
         while True:
+            # Each batch records what it deleted in its own transaction: a run killed halfway
+            # leaves a trail of exactly the batches that committed.
             with _atomic(), connections[alias].cursor() as cursor:
-                cursor.execute(_PURGE_BATCH, [timezone.now() - retention, batch_size])
+                cursor.execute(_PURGE_BATCH, [cutoff, batch_size])
                 count = cursor.rowcount
+                if count:
+                    record(
+                        actor=actor,
+                        action="invitation.purged",
+                        target_type="invitations.invitation",
+                        target_label=f"{count} finished invitation(s)",
+                        changes={"purged": count, "finished_before": cutoff, "retention_days": retention.days},
+                    )
             result.purged += count
             if progress:
                 progress("purged", result.purged)
@@ -488,9 +499,6 @@ def cleanup_invitations(
                 target_label="cleanup_invitations",
                 changes={"expired": result.expired, "purged": result.purged, "retention_days": retention.days},
             )
-    finally:
-        with connections[alias].cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", [CLEANUP_LOCK])
     return result
 
 

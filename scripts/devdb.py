@@ -201,6 +201,10 @@ def ensure() -> None:
         initialise(env, user)
     start(env, user)
     env["DATABASE_URL"] = f"postgres://{OWNER_ROLE}:{env['FLOWS_OWNER_PASSWORD']}@127.0.0.1:{env['PG_PORT']}/{DB_NAME}"
+    # migrate's role set-up uses it to revoke the built-ins our roles do not need (docs/tenancy.md).
+    env["DATABASE_SUPERUSER_URL"] = (
+        f"postgres://postgres:{env['PG_SUPERUSER_PASSWORD']}@127.0.0.1:{env['PG_PORT']}/{DB_NAME}"
+    )
     write_env(env)
     ensure_owner_database(env)
     print(f"devdb: PostgreSQL running on 127.0.0.1:{env['PG_PORT']} (data in {DATA.relative_to(ROOT)})")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+import environ
 import psycopg
 import pytest
 from django.conf import settings
@@ -88,6 +89,17 @@ def connect_as(alias: str) -> psycopg.Connection:
     params.pop("cursor_factory", None)
     params.pop("context", None)
     return psycopg.connect(**params, autocommit=False)
+
+
+def connect_as_superuser() -> psycopg.Connection:
+    """The installation's superuser (DATABASE_SUPERUSER_URL) on the test database: to play a session
+    no hardening restrains, or to undo hardening in a test."""
+    assert settings.DATABASE_SUPERUSER_URL, "the embedded database always has a superuser: set DATABASE_SUPERUSER_URL"
+    config = environ.Env.db_url_config(settings.DATABASE_SUPERUSER_URL)
+    return psycopg.connect(
+        host=config["HOST"], port=config["PORT"], user=config["USER"], password=config["PASSWORD"],
+        dbname=connections[DEFAULT_DB_ALIAS].settings_dict["NAME"], autocommit=True,
+    )  # fmt: skip
 
 
 @pytest.fixture

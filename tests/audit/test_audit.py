@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 from audit.models import AuditEvent
-from audit.services import GENESIS_HASH, PLATFORM_CHAIN, chain_head, event_hash, mask_changes, record
+from audit.services import GENESIS_HASH, PLATFORM_CHAIN, event_hash, last_event, mask_changes, record
 from clients import services
 from tests.conftest import connect_as
 
@@ -94,6 +94,46 @@ def test_sensitive_values_are_masked_at_any_depth():
     assert masked == {"password": "***", "config": {"api_key": "***", "locale": "en"}, "name": {"old": "a", "new": "b"}}
 
 
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        # Issue 8.10: names that merely contain a sensitive word are data, not secrets.
+        ({"secret_type": {"old": "api_key", "new": "oauth"}}, {"secret_type": {"old": "api_key", "new": "oauth"}}),
+        ({"secrets": 120, "to_version": 2}, {"secrets": 120, "to_version": 2}),
+        ({"token_hash": "ab12", "value": "replaced"}, {"token_hash": "ab12", "value": "replaced"}),
+        # Names that say what the value is, in any spelling.
+        (
+            {"clientSecret": "s", "private-key": "k", "DB_PASSWORD": "p", "access_token": "t"},
+            {"clientSecret": "***", "private-key": "***", "DB_PASSWORD": "***", "access_token": "***"},
+        ),
+        # Values that are credentials whatever their key, in lists too.
+        (
+            {"note": "flk_0123456789ab_" + "x" * 43, "list": ["ok", "Bearer abc"]},
+            {"note": "***", "list": ["ok", "***"]},
+        ),
+        ({"pasted": "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiIxMjMifQ.c2lnbmF0dXJl"}, {"pasted": "***"}),
+        ({"pem": "-----BEGIN PRIVATE KEY-----\nMC4CAQ\n-----END PRIVATE KEY-----"}, {"pem": "***"}),
+    ],
+)
+def test_the_mask_goes_by_what_a_value_is_not_by_a_substring_of_its_name(changes, expected):
+    assert mask_changes(changes) == expected
+
+
+@pytest.mark.django_db(databases="__all__")
+def test_rewrap_and_secret_events_keep_their_counts_and_types(make_client):
+    from vault import services as vault_services
+
+    acme = make_client("acme")
+    secret = vault_services.set_secret(actor=None, client=acme, provider="slack", secret_type="api_key", value="v")
+    vault_services.set_secret(actor=None, client=acme, provider="slack", secret_type="api_key", value="w",
+                              description="bot")  # fmt: skip
+    vault_services.create_data_key(actor=None, client=acme)
+    vault_services.rewrap(actor=None)
+    created = AuditEvent.objects.get(action="secret.created", target_id=str(secret.pk))
+    assert created.changes["secret_type"] == {"old": None, "new": "api_key"} and created.changes["value"] == "set"
+    assert AuditEvent.objects.get(action="secret.rewrapped").changes["secrets"] == 1
+
+
 @pytest.mark.django_db(databases="__all__")
 @pytest.mark.parametrize("client_id", [str(uuid.uuid4()), None], ids=["client chain", "platform chain"])
 def test_finding_the_chain_head_is_an_index_lookup_not_a_scan_of_the_trail(client_id):
@@ -102,7 +142,7 @@ def test_finding_the_chain_head_is_an_index_lookup_not_a_scan_of_the_trail(clien
     with transaction.atomic(using=alias):
         with connections[alias].cursor() as cursor:
             cursor.execute("SET LOCAL enable_seqscan = off")  # the test table is small: ask what an index can do
-        plan = chain_head(alias, client_id, client_id or PLATFORM_CHAIN)[:1].explain()
+        plan = last_event(alias, client_id, client_id or PLATFORM_CHAIN)[:1].explain()
     index_conditions = [line for line in plan.splitlines() if "Index Cond" in line]
     # The index is entered on client_id (an indexed range), not walked whole with a filter.
     assert "Seq Scan" not in plan and index_conditions and "client_id" in index_conditions[0], plan

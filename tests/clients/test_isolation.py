@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import uuid
 
@@ -9,6 +10,7 @@ import psycopg
 import pytest
 from django.conf import settings
 from django.db import ProgrammingError, connections, transaction
+from django.db.models import F
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -20,6 +22,8 @@ from clients.tenancy import tenant_context
 from config.errors import InvalidInput, TenancyError
 from config.postgres.base import DatabaseWrapper
 from tests.conftest import connect_as
+from vault import services as vault_services
+from vault.models import Secret, SecretAccess
 
 pytestmark = pytest.mark.usefixtures("committed")
 
@@ -50,9 +54,11 @@ def test_without_a_tenant_every_tenant_table_reads_nothing_and_refuses_writes(tw
             app_connection.rollback()
     with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
         app_connection.execute(
-            "INSERT INTO clients_application (id, client_id, app_code, name, configuration, features, status,"
-            " created_at, updated_at) VALUES (%s, %s, 'sneaky', 'x', '{}', '{}', 'enabled', now(), now())",
-            [uuid.uuid4(), acme.pk],
+            "INSERT INTO audit_auditevent (occurred_at, client_id, client_code, actor_type, actor_id, actor_label,"
+            " action, target_type, target_id, target_label, changes, user_agent, request_id, chain, seq,"
+            " prev_hash, hash) VALUES (now(), %s, 'acme', 'system', '', '', 'sneaky', '', '', '', '{}', '', '',"
+            " 'x', 1, '', '')",
+            [acme.pk],
         )
 
 
@@ -61,43 +67,77 @@ def test_an_empty_tenant_setting_reads_nothing(two_clients, app_connection):
     assert app_connection.execute("SELECT count(*) FROM clients_application").fetchone()[0] == 0
 
 
-def test_a_client_reads_updates_and_deletes_only_its_own_rows(two_clients):
+def test_a_client_reads_and_updates_only_its_own_rows(two_clients):
     acme, globex = two_clients
     globex_app = Application.objects.get(client=globex, app_code="onboarding")
+    secrets = {
+        client: vault_services.set_secret(actor=None, client=client, provider="slack", secret_type="api_key", value="v")
+        for client in two_clients
+    }
     with tenant_context(acme):
         assert {a.client_id for a in Application.objects.all()} == {acme.pk}
         assert list(Client.objects.values_list("code", flat=True)) == ["acme"]
         assert Application.objects.filter(pk=globex_app.pk).count() == 0
-        assert Application.objects.update(name="Renamed") == 2
-        assert Application.objects.filter(pk=globex_app.pk).update(name="Hijacked") == 0
-        assert Application.objects.filter(pk=globex_app.pk).delete()[0] == 0
-        assert Application.objects.filter(app_code="offboarding").delete()[0] == 1
+        assert Secret.objects.update(usage_count=F("usage_count") + 1) == 1
+        assert Secret.objects.filter(pk=secrets[globex].pk).update(usage_count=99) == 0
     # Seen from the staff side, globex is untouched.
-    assert set(Application.objects.filter(client=globex).values_list("name", flat=True)) == {
-        "Onboarding",
-        "Offboarding",
-    }
-    assert Application.objects.filter(client=acme).count() == 1
+    assert Secret.objects.get(pk=secrets[globex].pk).usage_count == 0
+    assert Secret.objects.get(pk=secrets[acme].pk).usage_count == 1
+
+
+def test_the_tenant_role_changes_only_the_columns_its_work_needs(two_clients, app_connection):
+    """Issue 8.5: applications are read-only to it, secrets' values and invitations' limits out of reach."""
+    acme, _ = two_clients
+    vault_services.set_secret(actor=None, client=acme, provider="slack", secret_type="api_key", value="v")
+    as_acme = "SELECT set_config('app.client_id', %s, true)"
+    for statement in (
+        "UPDATE clients_application SET name = 'Renamed'",
+        "DELETE FROM clients_application",
+        "INSERT INTO clients_application (id, client_id, app_code, name, configuration, features, status,"
+        " created_at, updated_at) SELECT gen_random_uuid(), client_id, 'more', 'x', '{}', '{}', 'enabled', now(),"
+        " now() FROM clients_application LIMIT 1",
+        "UPDATE vault_secret SET ciphertext = '\\x00'",
+        "UPDATE vault_secret SET data_key_version = 1",
+        "UPDATE vault_secret SET client_id = client_id",
+        "DELETE FROM vault_secret",
+        "UPDATE invitations_invitation SET max_uses = 1000",
+        "UPDATE invitations_invitation SET expires_at = now() + interval '5 years'",
+        "UPDATE invitations_invitation SET status = 'pending', used_count = 0, max_uses = 1000,"
+        " expires_at = now() + interval '5 years'",
+        "DELETE FROM invitations_invitation",
+        "LOCK TABLE invitations_invitation IN ACCESS EXCLUSIVE MODE",
+        "LOCK TABLE vault_secret IN SHARE MODE",
+        "LOCK TABLE audit_chainhead IN EXCLUSIVE MODE",
+    ):
+        app_connection.execute(as_acme, [str(acme.pk)])
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            app_connection.execute(statement)
+        app_connection.rollback()
+    app_connection.execute(as_acme, [str(acme.pk)])
+    assert app_connection.execute("UPDATE vault_secret SET usage_count = usage_count + 1").rowcount == 1
 
 
 def test_with_check_refuses_writing_another_clients_id(two_clients):
     acme, globex = two_clients
     with pytest.raises(ProgrammingError, match="row-level security"), tenant_context(acme):
-        Application.objects.create(client_id=globex.pk, app_code="stolen", name="x")
+        SecretAccess.objects.create(
+            client_id=globex.pk, secret_id=uuid.uuid4(), secret_name="x", access_type="use", actor_type="system"
+        )
     with pytest.raises(ProgrammingError, match="row-level security"), tenant_context(acme):
-        Application.objects.filter(client_id=acme.pk).update(client_id=globex.pk)
-    assert Application.objects.filter(client=globex).count() == 2
+        AuditEvent.objects.create(client_id=globex.pk, action="forged", chain="x", seq=1, prev_hash="", hash="")
+    assert not SecretAccess.objects.exists() and not AuditEvent.objects.filter(action="forged").exists()
 
 
 def test_a_duplicate_in_another_client_gives_the_same_error_as_invalid_input(two_clients):
     acme, globex = two_clients
-    globex_app = Application.objects.get(client=globex, app_code="onboarding")
+    globex_event = AuditEvent.objects.filter(client_id=globex.pk).first()
+    event = {"client_id": acme.pk, "action": "x", "chain": "x", "seq": 1, "prev_hash": "", "hash": ""}
     with pytest.raises(InvalidInput) as duplicate, tenant_context(acme):
-        Application.objects.create(id=globex_app.pk, client_id=acme.pk, app_code="copy", name="x")
+        AuditEvent.objects.create(**{**event, "id": globex_event.pk})  # another client's primary key
     with pytest.raises(InvalidInput) as invalid, tenant_context(acme):
-        Application.objects.create(client_id=acme.pk, app_code="NOT VALID", name="x")  # a CHECK constraint
+        AuditEvent.objects.create(**{**event, "action": None})  # a NOT NULL constraint
     assert (duplicate.value.code, duplicate.value.message) == (invalid.value.code, invalid.value.message)
-    assert "globex" not in duplicate.value.message and str(globex_app.pk) not in duplicate.value.message
+    assert "globex" not in duplicate.value.message and str(globex_event.pk) not in duplicate.value.message
 
 
 def test_statements_on_the_tenant_alias_outside_a_tenant_context_raise(two_clients):
@@ -109,12 +149,12 @@ def test_statements_on_the_tenant_alias_outside_a_tenant_context_raise(two_clien
 
 def test_a_statement_on_the_tenant_alias_outside_a_transaction_raises(two_clients):
     acme, _ = two_clients
-    token = tenancy._current_client_id.set(acme.pk)  # a context without its transaction: never via the API
+    token = tenancy._active.set((acme.pk, sys._getframe()))  # a context without its transaction: never via the API
     try:
         with pytest.raises(TenancyError, match="outside a transaction"), connections["tenant"].cursor() as cursor:
             cursor.execute("SELECT 1")
     finally:
-        tenancy._current_client_id.reset(token)
+        tenancy._active.reset(token)
 
 
 def test_switching_tenant_inside_a_transaction_raises(two_clients):

@@ -7,9 +7,10 @@ import sys
 
 import pytest
 
+from clients.locks import single_run
 from invitations.models import Invitation
+from invitations.services import CLEANUP_LOCK
 from tests.clients.test_commands import assert_one_line_error
-from tests.conftest import connect_as
 from vault import services as vault_services
 
 ISSUE = ["create_invitation", "--client", "acme", "--app", "onboarding", "--name", "Ada Lovelace",
@@ -94,8 +95,8 @@ def test_refused_issues_exit_1(manage, acme, extra, message):
 
 def test_cleanup_for_schedulers(manage, acme):
     assert manage("cleanup_invitations", "--dry-run", "--json").json["would_expire"] == 0
-    with connect_as("console") as other:
-        other.execute("SELECT pg_advisory_lock(hashtextextended('invitations:cleanup', 0))")
+    with single_run(CLEANUP_LOCK) as held:
+        assert held
         busy = manage("cleanup_invitations")
         assert busy.code == 0 and "Another cleanup_invitations run holds the lock" in busy.out
     done = manage("cleanup_invitations", "--json")

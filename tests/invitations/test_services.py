@@ -6,6 +6,7 @@ import logging
 import threading
 from datetime import timedelta
 
+import psycopg
 import pytest
 import time_machine
 from django.conf import settings
@@ -14,12 +15,13 @@ from django.utils import timezone
 from psycopg import sql
 
 from audit.models import AuditEvent
+from clients.locks import single_run
 from clients.tenancy import tenant_context
 from config.errors import Conflict, InvalidInput, Refused
 from invitations import services
 from invitations.models import Invitation
 from invitations.tokens import InvitationRejected
-from tests.conftest import connect_as
+from tests.conftest import connect_as, connect_as_superuser
 from tests.invitations.conftest import ADA, GRACE
 
 committed = pytest.mark.usefixtures("committed")
@@ -211,11 +213,44 @@ def test_cleanup_expires_then_purges_and_is_idempotent(issue):
 
 @committed
 def test_a_second_cleanup_run_at_once_steps_aside(issue):
-    with connect_as("console") as other:
-        other.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", [services.CLEANUP_LOCK])
+    with single_run(services.CLEANUP_LOCK) as held:
+        assert held
         assert services.cleanup_invitations(actor=None).locked is True
-        other.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", [services.CLEANUP_LOCK])
     assert services.cleanup_invitations(actor=None).locked is False
+
+
+@committed
+def test_no_advisory_lock_stops_cleanup_and_the_tenant_role_cannot_reach_its_lock(issue, app_connection):
+    """Issue 8.1: the lock keys of the old code, held by another session, no longer stop the run;
+    the row the run locks is out of the tenant role's reach."""
+    with connect_as_superuser() as other:  # no hardening restrains it: as an unhardened installation would be
+        for key in ("invitations:cleanup", "invitations.cleanup", services.CLEANUP_LOCK):
+            other.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", [key])
+        assert services.cleanup_invitations(actor=None).locked is False
+    for statement in ("SELECT * FROM clients_joblock FOR UPDATE", "INSERT INTO clients_joblock VALUES ('x')"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            app_connection.execute(statement)
+        app_connection.rollback()
+
+
+@committed
+def test_a_purge_killed_halfway_leaves_an_event_for_every_row_it_deleted(issue):
+    """Issue 8.7: each purge batch records its count in the transaction that deletes."""
+    _make_overdue_and_finished(issue, 10)
+    with time_machine.travel(timezone.now() + timedelta(hours=2)):
+        services.cleanup_invitations(actor=None)  # everything is finished now
+    before = Invitation.objects.count()
+
+    def die_after_two_purge_batches(stage, done):
+        if stage == "purged" and done >= 4:
+            raise KeyboardInterrupt
+
+    with time_machine.travel(timezone.now() + timedelta(days=400)), pytest.raises(KeyboardInterrupt):
+        services.cleanup_invitations(actor=None, batch_size=2, progress=die_after_two_purge_batches)
+    deleted = before - Invitation.objects.count()
+    purges = AuditEvent.objects.filter(action="invitation.purged")
+    assert deleted == 4 and sum(event.changes["purged"] for event in purges) == deleted
+    assert purges.count() == 2 and not AuditEvent.objects.filter(action="invitation.cleanup", changes__purged=4)
 
 
 @committed
