@@ -1,11 +1,15 @@
-"""Request context: a request id (X-Request-ID when well-formed, else generated), logged, echoed and audited."""
+"""Request context (a request id, logged, echoed and audited) and the refusal of input no database field can hold."""
 
 import logging
 import re
 import uuid
 
+from django.http import HttpResponseBadRequest
+from django.template.loader import render_to_string
+
 from audit.context import Origin, current_origin, reset_origin, set_origin
 
+FORM_URLENCODED = "application/x-www-form-urlencoded"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -19,7 +23,7 @@ class RequestContextMiddleware:
         token = set_origin(
             Origin(
                 ip=request.META.get("REMOTE_ADDR") or None,
-                user_agent=request.headers.get("User-Agent", "")[:400],
+                user_agent=request.headers.get("User-Agent", "")[:400].replace("\x00", "\ufffd"),
                 request_id=request.request_id,
             )
         )
@@ -35,3 +39,32 @@ class RequestIdFilter(logging.Filter):
     def filter(self, record):
         record.request_id = current_origin().request_id or "-"
         return True
+
+
+def _unstorable(request) -> str | None:
+    """Where the request carries a NUL character (PostgreSQL text cannot hold one), or None."""
+    if "\x00" in request.path:
+        return "the address"
+    sources = [("query string", request.GET)]
+    if request.method == "POST" and request.content_type in (FORM_URLENCODED, "multipart/form-data"):
+        sources.append(("form", request.POST))
+    for where, data in sources:
+        for key, values in data.lists():
+            if "\x00" in key or any("\x00" in value for value in values):
+                name = key.replace("\x00", "\\0")[:60]
+                return f"the {where} field '{name}'"
+    return None
+
+
+class RejectUnstorableInputMiddleware:
+    """A NUL byte in any query string or form field is a 400 with a clear message, before any view
+    (or the database, which would refuse it with an error the user would see as a 500) runs."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if where := _unstorable(request):
+            message = f"The request was refused: {where} contains a NUL character, which no field can hold."
+            return HttpResponseBadRequest(render_to_string("400.html", {"message": message}, request=request))
+        return self.get_response(request)

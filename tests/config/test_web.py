@@ -31,3 +31,38 @@ def test_a_well_formed_request_id_is_echoed_and_audited_a_bad_one_replaced(clien
 
     forged = client.get("/healthz", HTTP_X_REQUEST_ID="bad id\nwith newline")
     assert forged["X-Request-ID"] != "bad id\nwith newline" and len(forged["X-Request-ID"]) == 32
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/admin/invitations/invitation/?status__exact=%00",
+        "/admin/audit/auditevent/?action__exact=%00",
+        "/admin/clients/client/?tier__code__exact=%00",
+        "/admin/clients/client/?q=a%00b",
+        "/admin/clients/client/?%00=x",
+    ],
+)
+def test_a_nul_byte_in_a_query_string_is_a_clear_400_not_a_500(client, url):
+    """Issue 8.9: PostgreSQL cannot hold NUL; the database's refusal used to surface as a 500."""
+    client.force_login(User.objects.create_superuser("staff", "staff@thepia.net", "not-used"))
+    response = client.get(url)
+    assert response.status_code == 400
+    assert "contains a NUL character" in response.content.decode() and "Traceback" not in response.content.decode()
+
+
+def test_a_nul_byte_in_a_form_field_is_a_400_and_changes_nothing(client):
+    client.force_login(User.objects.create_superuser("staff", "staff@thepia.net", "not-used"))
+    form = {"code": "acme", "legal_name": "Acme\x00Corp", "domain": "acme.thepia.net", "region": "EU",
+            "tier": "free", "applications-TOTAL_FORMS": "0", "applications-INITIAL_FORMS": "0"}  # fmt: skip
+    response = client.post(reverse("admin:clients_client_add"), form)
+    assert response.status_code == 400 and "legal_name&#x27; contains a NUL character" in response.content.decode()
+    assert not AuditEvent.objects.filter(action="client.created").exists()
+
+
+def test_a_nul_byte_in_the_user_agent_does_not_break_the_audit_write(client):
+    client.force_login(User.objects.create_superuser("staff", "staff@thepia.net", "not-used"))
+    form = {"code": "acme", "legal_name": "Acme", "domain": "acme.thepia.net", "region": "EU",
+            "tier": "free", "applications-TOTAL_FORMS": "0", "applications-INITIAL_FORMS": "0"}  # fmt: skip
+    client.post(reverse("admin:clients_client_add"), form, HTTP_USER_AGENT="agent\x00x")
+    assert AuditEvent.objects.get(action="client.created").user_agent == "agent\ufffdx"
