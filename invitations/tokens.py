@@ -17,6 +17,7 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 import threading
 import time
 import uuid
@@ -36,6 +37,15 @@ ALGORITHM = "EdDSA"
 INVITEE_PURPOSE = "invitee"
 LEEWAY_SECONDS = 30  # clock skew between the console and the applications' servers
 REQUIRED_CLAIMS = ["iss", "aud", "sub", "iat", "nbf", "exp", "client", "app", "invitee"]
+MAX_TOKEN_LENGTH = 16_384
+
+# Checked before anything parses the token: whatever passes is ASCII (so it hashes and encodes),
+# and nothing else reaches PyJWT, the JSON parser or the database. The signature may be empty
+# so that an unsigned (`alg: none`) token is refused for its algorithm, the more telling reason.
+_TOKEN = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+# The kids we publish are RFC 7638 thumbprints (43 base64url characters); anything else is
+# unknown without a query, whatever the database could or could not store.
+_KID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 REJECTIONS = {
     "malformed_token": "The token is not a well-formed invitation token.",
@@ -133,7 +143,10 @@ class PublicKeys:
         self._loaded_at = 0.0
         self._lock = threading.Lock()
 
-    def get(self, kid: str) -> Ed25519PublicKey | None:
+    def get(self, kid) -> Ed25519PublicKey | None:
+        """The public key named `kid` (whatever a token's header holds), or None."""
+        if not (isinstance(kid, str) and _KID.fullmatch(kid)):
+            return None
         if time.monotonic() - self._loaded_at > self.MAX_AGE:
             self.refresh()
         key = self._keys.get(kid)
@@ -161,13 +174,15 @@ public_keys = PublicKeys()
 
 def decode(token: str) -> dict:
     """The verified claims of `token` — signature, algorithm, issuer, audience, times, shape — or InvitationRejected."""
-    if not isinstance(token, str) or token.count(".") != 2 or len(token) > 16_384:
+    if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH or not _TOKEN.fullmatch(token):
         raise InvitationRejected("malformed_token")
     header = _header(token)
-    if header.get("alg") != ALGORITHM:
-        raise InvitationRejected("algorithm_not_allowed", f"The token is signed with {header.get('alg')!r}, not EdDSA.")
-    kid = header.get("kid")
-    key = public_keys.get(kid) if isinstance(kid, str) else None
+    alg = header.get("alg")
+    if alg != ALGORITHM:
+        # Echoed only when a short string: anything else, up to 16 KB of it, would flood the message.
+        named = f" with {alg!r}" if isinstance(alg, str) and len(alg) <= 32 else ""
+        raise InvitationRejected("algorithm_not_allowed", f"The token is signed{named}, not with EdDSA.")
+    key = public_keys.get(header.get("kid"))
     if key is None:
         raise InvitationRejected("unknown_kid")
     try:
@@ -192,7 +207,7 @@ def _header(token: str) -> dict:
     and its own header reader would double the cost of validation (docs/performance.md)."""
     try:
         header = json.loads(b64url_decode(token.split(".", 1)[0]))
-    except (ValueError, binascii.Error):
+    except (ValueError, RecursionError):  # ValueError covers bad base64, bad UTF-8, bad JSON, too many digits
         raise InvitationRejected("malformed_token") from None
     if not isinstance(header, dict):
         raise InvitationRejected("malformed_token")
