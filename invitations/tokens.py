@@ -20,13 +20,13 @@ import json
 import re
 import threading
 import time
-import uuid
 from datetime import datetime
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from django.conf import settings
 
+from clients.models import APP_CODE_PATTERN, CODE_PATTERN, Application, Client
 from config.errors import FlowsError
 from vault import signing
 from vault.errors import ClientErased, VaultError
@@ -38,6 +38,9 @@ INVITEE_PURPOSE = "invitee"
 LEEWAY_SECONDS = 30  # clock skew between the console and the applications' servers
 REQUIRED_CLAIMS = ["iss", "aud", "sub", "iat", "nbf", "exp", "client", "app", "invitee"]
 MAX_TOKEN_LENGTH = 16_384
+PERMISSION = re.compile(r"^[a-z][a-z0-9_.:-]{0,49}$")
+MAX_PERMISSIONS = 20
+LATEST_TIMESTAMP = 253_402_300_799  # 9999-12-31T23:59:59Z: any later `exp` would overflow a datetime
 
 # Checked before anything parses the token: whatever passes is ASCII (so it hashes and encodes),
 # and nothing else reaches PyJWT, the JSON parser or the database. The signature may be empty
@@ -46,6 +49,12 @@ _TOKEN = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 # The kids we publish are RFC 7638 thumbprints (43 base64url characters); anything else is
 # unknown without a query, whatever the database could or could not store.
 _KID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_SUB = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
+_CLIENT_CODE = re.compile(CODE_PATTERN)
+_APP_CODE = re.compile(APP_CODE_PATTERN)
+_CLIENT_CODE_LENGTH = Client._meta.get_field("code").max_length
+_APP_CODE_LENGTH = Application._meta.get_field("app_code").max_length
 
 REJECTIONS = {
     "malformed_token": "The token is not a well-formed invitation token.",
@@ -85,7 +94,9 @@ class InvitationRejected(FlowsError):
 
     def __init__(self, code: str, message: str | None = None, *, stage: str = "token"):
         super().__init__(f"{code}: {message or REJECTIONS[code]}", code=code)
-        self.stage = stage  # "token" (signature and claims) or "database" (the invitation's state)
+        # "token" (format, signature, standard claims), "claims" (the console's own, behind a valid
+        # signature) or "database" (the invitation's state)
+        self.stage = stage
 
 
 def token_hash(token: str) -> str:
@@ -215,19 +226,30 @@ def _header(token: str) -> dict:
 
 
 def _check_shape(claims: dict) -> None:
-    invitee = claims.get("invitee")
-    try:
-        uuid.UUID(str(claims["sub"]))
-        valid = (
-            isinstance(claims["client"], str)
-            and isinstance(claims["app"], str)
-            and isinstance(invitee, dict)
-            and isinstance(invitee.get("data"), str)
-        )
-    except ValueError:
-        valid = False
+    """The claims the console reads are of the shapes it issues, so that no later query or conversion can fail.
+
+    Behind a valid signature, so a failure here means a token signed by the console's key that the
+    console did not issue: stage "claims", for the check page.
+    """
+    invitee, permissions = claims["invitee"], claims.get("permissions", [])
+    valid = (
+        _is(claims["sub"], _SUB, 36)
+        and _is(claims["client"], _CLIENT_CODE, _CLIENT_CODE_LENGTH)
+        and _is(claims["app"], _APP_CODE, _APP_CODE_LENGTH)
+        and all(type(claims[name]) is int and 0 <= claims[name] <= LATEST_TIMESTAMP for name in ("iat", "nbf", "exp"))
+        and isinstance(permissions, list)
+        and len(permissions) <= MAX_PERMISSIONS
+        and all(_is(permission, PERMISSION, 50) for permission in permissions)
+        and isinstance(claims.get("restrictions", {}), dict)
+        and isinstance(invitee, dict)
+        and _is(invitee.get("data"), _BASE64URL, MAX_TOKEN_LENGTH)
+    )
     if not valid:
-        raise InvitationRejected("malformed_token")
+        raise InvitationRejected("malformed_token", stage="claims")
+
+
+def _is(value, shape: re.Pattern, max_length: int) -> bool:
+    return isinstance(value, str) and len(value) <= max_length and shape.fullmatch(value) is not None
 
 
 def decrypt_invitee(claims: dict, keys: ClientKeys) -> dict:
