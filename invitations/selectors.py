@@ -60,6 +60,7 @@ TOKEN_CHECKS = [
     ("Audience", "wrong_audience", "token"),
     ("Valid already (nbf)", "not_yet_valid", "token"),
     ("Not expired (exp)", "expired", "token"),
+    ("Claims of the shapes the console issues", "malformed_token", "claims"),
     ("Invitation exists", "unknown_invitation", "database"),
     ("Client not erased", "client_erased", "database"),
     ("Client active", "client_inactive", "database"),

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import re
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -32,7 +31,7 @@ from config.validation import conflicts_as
 from invitations import tokens
 from invitations.models import Invitation
 from invitations.selectors import seats_used
-from invitations.tokens import InvitationRejected
+from invitations.tokens import MAX_PERMISSIONS, PERMISSION, InvitationRejected
 from vault.selectors import active_signing_key, client_keys, is_erased
 from vault.services import create_data_key
 
@@ -42,8 +41,6 @@ MAX_USES = 1000
 CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L, O, U
 CLEANUP_LOCK = "invitations.cleanup"
 EMAIL_HASH_INFO = b"flows-invitation-email"
-PERMISSION = re.compile(r"^[a-z][a-z0-9_.:-]{0,49}$")
-MAX_PERMISSIONS = 20
 MAX_RESTRICTIONS_BYTES = 4096
 
 

@@ -17,15 +17,16 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 import threading
 import time
-import uuid
 from datetime import datetime
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from django.conf import settings
 
+from clients.models import APP_CODE_PATTERN, CODE_PATTERN, Application, Client
 from config.errors import FlowsError
 from vault import signing
 from vault.errors import ClientErased, VaultError
@@ -36,6 +37,24 @@ ALGORITHM = "EdDSA"
 INVITEE_PURPOSE = "invitee"
 LEEWAY_SECONDS = 30  # clock skew between the console and the applications' servers
 REQUIRED_CLAIMS = ["iss", "aud", "sub", "iat", "nbf", "exp", "client", "app", "invitee"]
+MAX_TOKEN_LENGTH = 16_384
+PERMISSION = re.compile(r"^[a-z][a-z0-9_.:-]{0,49}$")
+MAX_PERMISSIONS = 20
+LATEST_TIMESTAMP = 253_402_300_799  # 9999-12-31T23:59:59Z: any later `exp` would overflow a datetime
+
+# Checked before anything parses the token: whatever passes is ASCII (so it hashes and encodes),
+# and nothing else reaches PyJWT, the JSON parser or the database. The signature may be empty
+# so that an unsigned (`alg: none`) token is refused for its algorithm, the more telling reason.
+_TOKEN = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+# The kids we publish are RFC 7638 thumbprints (43 base64url characters); anything else is
+# unknown without a query, whatever the database could or could not store.
+_KID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_SUB = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
+_CLIENT_CODE = re.compile(CODE_PATTERN)
+_APP_CODE = re.compile(APP_CODE_PATTERN)
+_CLIENT_CODE_LENGTH = Client._meta.get_field("code").max_length
+_APP_CODE_LENGTH = Application._meta.get_field("app_code").max_length
 
 REJECTIONS = {
     "malformed_token": "The token is not a well-formed invitation token.",
@@ -75,7 +94,9 @@ class InvitationRejected(FlowsError):
 
     def __init__(self, code: str, message: str | None = None, *, stage: str = "token"):
         super().__init__(f"{code}: {message or REJECTIONS[code]}", code=code)
-        self.stage = stage  # "token" (signature and claims) or "database" (the invitation's state)
+        # "token" (format, signature, standard claims), "claims" (the console's own, behind a valid
+        # signature) or "database" (the invitation's state)
+        self.stage = stage
 
 
 def token_hash(token: str) -> str:
@@ -133,7 +154,10 @@ class PublicKeys:
         self._loaded_at = 0.0
         self._lock = threading.Lock()
 
-    def get(self, kid: str) -> Ed25519PublicKey | None:
+    def get(self, kid) -> Ed25519PublicKey | None:
+        """The public key named `kid` (whatever a token's header holds), or None."""
+        if not (isinstance(kid, str) and _KID.fullmatch(kid)):
+            return None
         if time.monotonic() - self._loaded_at > self.MAX_AGE:
             self.refresh()
         key = self._keys.get(kid)
@@ -161,13 +185,15 @@ public_keys = PublicKeys()
 
 def decode(token: str) -> dict:
     """The verified claims of `token` — signature, algorithm, issuer, audience, times, shape — or InvitationRejected."""
-    if not isinstance(token, str) or token.count(".") != 2 or len(token) > 16_384:
+    if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH or not _TOKEN.fullmatch(token):
         raise InvitationRejected("malformed_token")
     header = _header(token)
-    if header.get("alg") != ALGORITHM:
-        raise InvitationRejected("algorithm_not_allowed", f"The token is signed with {header.get('alg')!r}, not EdDSA.")
-    kid = header.get("kid")
-    key = public_keys.get(kid) if isinstance(kid, str) else None
+    alg = header.get("alg")
+    if alg != ALGORITHM:
+        # Echoed only when a short string: anything else, up to 16 KB of it, would flood the message.
+        named = f" with {alg!r}" if isinstance(alg, str) and len(alg) <= 32 else ""
+        raise InvitationRejected("algorithm_not_allowed", f"The token is signed{named}, not with EdDSA.")
+    key = public_keys.get(header.get("kid"))
     if key is None:
         raise InvitationRejected("unknown_kid")
     try:
@@ -192,7 +218,7 @@ def _header(token: str) -> dict:
     and its own header reader would double the cost of validation (docs/performance.md)."""
     try:
         header = json.loads(b64url_decode(token.split(".", 1)[0]))
-    except (ValueError, binascii.Error):
+    except (ValueError, RecursionError):  # ValueError covers bad base64, bad UTF-8, bad JSON, too many digits
         raise InvitationRejected("malformed_token") from None
     if not isinstance(header, dict):
         raise InvitationRejected("malformed_token")
@@ -200,19 +226,30 @@ def _header(token: str) -> dict:
 
 
 def _check_shape(claims: dict) -> None:
-    invitee = claims.get("invitee")
-    try:
-        uuid.UUID(str(claims["sub"]))
-        valid = (
-            isinstance(claims["client"], str)
-            and isinstance(claims["app"], str)
-            and isinstance(invitee, dict)
-            and isinstance(invitee.get("data"), str)
-        )
-    except ValueError:
-        valid = False
+    """The claims the console reads are of the shapes it issues, so that no later query or conversion can fail.
+
+    Behind a valid signature, so a failure here means a token signed by the console's key that the
+    console did not issue: stage "claims", for the check page.
+    """
+    invitee, permissions = claims["invitee"], claims.get("permissions", [])
+    valid = (
+        _is(claims["sub"], _SUB, 36)
+        and _is(claims["client"], _CLIENT_CODE, _CLIENT_CODE_LENGTH)
+        and _is(claims["app"], _APP_CODE, _APP_CODE_LENGTH)
+        and all(type(claims[name]) is int and 0 <= claims[name] <= LATEST_TIMESTAMP for name in ("iat", "nbf", "exp"))
+        and isinstance(permissions, list)
+        and len(permissions) <= MAX_PERMISSIONS
+        and all(_is(permission, PERMISSION, 50) for permission in permissions)
+        and isinstance(claims.get("restrictions", {}), dict)
+        and isinstance(invitee, dict)
+        and _is(invitee.get("data"), _BASE64URL, MAX_TOKEN_LENGTH)
+    )
     if not valid:
-        raise InvitationRejected("malformed_token")
+        raise InvitationRejected("malformed_token", stage="claims")
+
+
+def _is(value, shape: re.Pattern, max_length: int) -> bool:
+    return isinstance(value, str) and len(value) <= max_length and shape.fullmatch(value) is not None
 
 
 def decrypt_invitee(claims: dict, keys: ClientKeys) -> dict:

@@ -13,6 +13,7 @@ from invitations import services
 from invitations.models import Invitation
 from tests.clients.test_admin import changelist_queries
 from tests.invitations.conftest import ADA
+from tests.invitations.test_tokens import claims_of, resign
 
 pytestmark = pytest.mark.django_db(databases="__all__")
 
@@ -97,13 +98,16 @@ def test_the_check_page_gives_every_verdict(client, staff, issue):
     invitation, token = issue()
     url = reverse("admin:invitations_invitation_check")
     good = client.post(url, {"token": token}).content.decode()
-    assert good.count("> pass") == 15 and invitation.code in good and ADA.full_name not in good
+    assert good.count("> pass") == 16 and invitation.code in good and ADA.full_name not in good
     services.revoke_invitation(actor=None, invitation=invitation, reason="test")
     revoked = client.post(url, {"token": token}).content.decode()
-    assert revoked.count("> pass") == 12 and "revoked: The invitation was revoked." in revoked
+    assert revoked.count("> pass") == 13 and "revoked: The invitation was revoked." in revoked
     assert "not checked" in revoked
     garbage = client.post(url, {"token": "not a token"}).content.decode()
     assert garbage.count("> pass") == 0 and "malformed_token" in garbage
+    hostile = resign({**claims_of(token), "client": "a\x00b"})
+    behind_the_signature = client.post(url, {"token": hostile}).content.decode()
+    assert behind_the_signature.count("> pass") == 8 and "malformed_token" in behind_the_signature
 
 
 def test_invitation_changelist_queries_do_not_grow_with_rows(client, staff, issue):

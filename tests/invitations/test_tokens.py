@@ -136,6 +136,38 @@ def test_claims_checked_behind_the_signature(issue, change, code):
 
 
 @db
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"client": "a\x00b"},
+        {"client": "\ud800"},
+        {"client": ["acme"]},
+        {"app": "Onboarding"},
+        {"app": "onboarding\n"},
+        {"sub": "urn:uuid:00000000-0000-4000-8000-000000000000"},
+        {"sub": "00000000-0000-4000-8000-00000000000A"},
+        {"iat": 1.5},
+        {"iat": True},
+        {"nbf": "0"},
+        {"exp": 10**20},
+        {"exp": str(int(time.time()) + 3600)},
+        {"permissions": "manager"},
+        {"permissions": ["manager\x00"]},
+        {"permissions": [f"p{n}" for n in range(21)]},
+        {"restrictions": ["region"]},
+        {"invitee": "AQRkazox"},
+        {"invitee": {"enc": "A256GCM", "kv": 1, "data": "not base64url!"}},
+    ],
+)
+def test_claims_the_console_never_issues_are_malformed_even_when_signed(issue, change):
+    """PyJWT accepts all of these (a float iat, a numeric string nbf, an exp past year 9999); the console does not."""
+    _, token = issue()
+    with pytest.raises(InvitationRejected) as caught:
+        tokens.decode(resign({**claims_of(token), **change}))
+    assert (caught.value.code, caught.value.stage) == ("malformed_token", "claims")
+
+
+@db
 def test_a_token_that_is_not_the_current_one_is_a_hash_mismatch(issue):
     invitation, token = issue()
     rejected("hash_mismatch", resign({**claims_of(token), "permissions": ["more"]}))
