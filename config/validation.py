@@ -1,7 +1,8 @@
-"""Model validation as domain errors: one place turns Django's ValidationError and IntegrityError into ours."""
+"""Input validation as domain errors: Django's ValidationError and IntegrityError, control characters."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -36,3 +37,10 @@ def conflicts_as(message: str) -> Iterator[None]:
         yield
     except IntegrityError:
         raise Conflict(message) from None
+
+
+# Characters that make one value look like several lines, move the cursor, recolour or clear a terminal, or
+# reorder what is displayed: C0 and C1 controls (newline, tab, NUL, ESC, DEL, …), the Unicode line and
+# paragraph separators, the bidirectional marks, embeddings, overrides and isolates (U+202E and friends), and
+# lone surrogates (what Python makes of bytes that are not UTF-8).
+CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]")
