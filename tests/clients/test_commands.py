@@ -198,3 +198,10 @@ def test_health_check_fails_with_a_precise_line_per_problem(manage):
         from clients import dbroles
 
         dbroles.apply()
+
+
+def test_a_10000_character_reference_is_a_short_precise_refusal(manage):
+    refused = manage("client_status", "a" * 10_000)
+    assert_one_line_error(refused, 1)
+    assert "No client with code or id 'aaaa" in refused.err and "database error" not in refused.err
+    assert len(refused.err) < 300

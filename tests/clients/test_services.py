@@ -7,6 +7,7 @@ import inspect
 
 import pytest
 from django.conf import settings
+from django.db import connections
 
 from audit.models import AuditEvent
 from clients import services
@@ -188,6 +189,43 @@ def test_lookups_say_what_was_not_found():
 
     with pytest.raises(NotFound, match="No client with code or id 'nope'"):
         get_client("nope")
+
+
+MALFORMED_REFERENCES = ["", "  ", "a" * 10_000, "acme\x00", "ac me", "ac\nme", "\u202eemca", "'; DROP TABLE x; --"]
+
+
+@pytest.mark.parametrize("reference", MALFORMED_REFERENCES)
+def test_a_malformed_reference_names_nothing_and_is_answered_without_a_query(
+    make_client, django_assert_num_queries, reference
+):
+    from clients.selectors import get_api_key, get_application, get_client, get_tier
+    from invitations.selectors import get_invitation
+    from vault.selectors import get_secret
+
+    acme = make_client("acme")
+    lookups = [
+        lambda: get_client(reference),
+        lambda: get_application(acme, reference),
+        lambda: get_api_key(acme, reference),
+        lambda: get_secret(acme, reference),
+        lambda: get_invitation(reference),
+    ]
+    for lookup in lookups:
+        with (
+            django_assert_num_queries(0, connection=connections[settings.CONSOLE_DB_ALIAS]),
+            pytest.raises(NotFound) as raised,
+        ):
+            lookup()
+        assert len(raised.value.message) < 200, raised.value.message  # an excerpt, not the 10,000 characters
+    with pytest.raises(InvalidInput, match="Unknown tier"):
+        get_tier(reference)
+
+
+def test_a_client_code_of_the_wrong_shape_says_what_a_code_is():
+    from clients.selectors import get_client
+
+    with pytest.raises(NotFound, match="a code is 2 to 50 letters, digits or hyphens"):
+        get_client("x" * 10_000)
 
 
 SERVICE_MODULES = (services, vault_services)
