@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
@@ -44,3 +44,23 @@ def conflicts_as(message: str) -> Iterator[None]:
 # paragraph separators, the bidirectional marks, embeddings, overrides and isolates (U+202E and friends), and
 # lone surrogates (what Python makes of bytes that are not UTF-8).
 CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]")
+CONTROL_CHARACTERS_MESSAGE = "Remove the control characters (line breaks, tabs, escapes, text direction overrides)."
+
+
+def refuse_control_characters(**values: str | Iterable[str] | None) -> None:
+    """InvalidInput naming each field whose text (or any of whose texts) holds a control character.
+
+    For one-line values people read: names, labels, descriptions, tags, reasons.
+    """
+    fields = {
+        name: [CONTROL_CHARACTERS_MESSAGE]
+        for name, value in values.items()
+        if value is not None
+        and any(CONTROL_CHARACTERS.search(text) for text in ([value] if isinstance(value, str) else value))
+    }
+    if fields:
+        raise InvalidInput(
+            "; ".join(f"{name}: {messages[0]}" for name, messages in fields.items()),
+            code="control_characters",
+            fields=fields,
+        )

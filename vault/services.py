@@ -22,13 +22,14 @@ from audit.services import actor_fields, diff, record
 from clients.models import Client
 from clients.selectors import get_client
 from config.errors import Forbidden, InvalidInput, Refused
-from config.validation import conflicts_as, full_clean
+from config.validation import conflicts_as, full_clean, refuse_control_characters
 from vault import keyring, signing
 from vault.keys import data_key_context, new_data_key, unwrap, wrap
 from vault.models import DataKey, Secret, SecretAccess, SigningKey
 from vault.selectors import client_keys, is_erased, secrets_on_old_versions
 
 MAX_SECRET_BYTES = 65_536
+MAX_REASON_LENGTH = 500  # what the secret access log keeps
 
 
 class Unchanged(enum.Enum):
@@ -291,7 +292,15 @@ def set_secret(
     """Create the client's secret for (provider, type), or replace its value and the metadata given.
 
     `value=None` keeps the stored value; metadata left `UNCHANGED` keeps its current (or default) value.
+    The value is never checked for control characters, only its labels are.
     """
+    refuse_control_characters(
+        provider=provider,
+        secret_type=secret_type,
+        name=name,
+        description=None if description is UNCHANGED else description,
+        tags=None if tags is UNCHANGED else tags,
+    )
     provider = (provider or "").strip().lower()
     secret_type = (secret_type or "").strip().lower()
     with _atomic():
@@ -384,9 +393,10 @@ def reveal_secret(*, actor, secret: Secret, reason: str) -> str:
     reason = (reason or "").strip()
     if getattr(actor, "is_authenticated", False) and not actor.has_perm("vault.reveal_secret"):
         raise Forbidden("Revealing a secret needs the 'Can reveal a secret's value' permission.")
-    if len(reason) < 5:
+    refuse_control_characters(reason=reason)
+    if not 5 <= len(reason) <= MAX_REASON_LENGTH:
         raise InvalidInput(
-            "Say why the value is needed (at least 5 characters); the reason is recorded.",
+            f"Say why the value is needed (5 to {MAX_REASON_LENGTH} characters); the reason is recorded.",
             code="reason_required",
             fields={"reason": ["Say why the value is needed."]},
         )

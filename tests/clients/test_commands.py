@@ -200,6 +200,21 @@ def test_health_check_fails_with_a_precise_line_per_problem(manage):
         dbroles.apply()
 
 
+def test_client_status_shows_stored_control_characters_escaped(manage, monkeypatch):
+    monkeypatch.setenv("LOGNAME", "mallory\x1b[2J\nmanage.py client_status: forged")
+    assert manage("create_client", "--code", "acme", "--name", "A", "--domain", "a.example", "--region", "EU").code == 0
+    assert manage("configure_application", "acme", "onboarding").code == 0
+    # Data written before names were validated, straight into the table.
+    Application.objects.filter(app_code="onboarding").update(name="Onboarding\nmanage.py: forged line\u202e\x1b[31m")
+    status = manage("client_status", "acme")
+    assert status.code == 0
+    assert "Onboarding\\nmanage.py: forged line\\u202e\\x1b[31m" in status.out
+    assert not [line for line in status.out.splitlines() if "forged" in line and not line.startswith("  ")]
+    assert "\x1b" not in status.out and "\u202e" not in status.out
+    assert "manage.py create_client (mallory\\x1b[2J\\nmanage.py client_status: forged)" in status.out
+    assert manage("client_status", "acme", "--json").json["applications"][0]["name"].startswith("Onboarding\n")
+
+
 def test_a_10000_character_reference_is_a_short_precise_refusal(manage):
     refused = manage("client_status", "a" * 10_000)
     assert_one_line_error(refused, 1)

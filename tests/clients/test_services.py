@@ -228,6 +228,54 @@ def test_a_client_code_of_the_wrong_shape_says_what_a_code_is():
         get_client("x" * 10_000)
 
 
+CONTROL_CHARACTER_WRITES = {
+    "create_client legal_name": lambda acme, secret: services.create_client(
+        actor=None, code="globex", legal_name="Globex\nInc", domain="globex.example", region="EU"
+    ),
+    "update_client legal_name": lambda acme, secret: services.update_client(
+        actor=None, client=acme, legal_name="Acme \u202eLtd"
+    ),
+    "deactivate_client reason": lambda acme, secret: services.deactivate_client(
+        actor=None, client=acme, reason="ended\x1b[2J"
+    ),
+    "configure_application name": lambda acme, secret: services.configure_application(
+        actor=None, client=acme, app_code="offboarding", name="Off\tboarding"
+    ),
+    "create_api_key name": lambda acme, secret: services.create_api_key(
+        actor=None, client=acme, name="prod\x00", scopes=["configuration:read"]
+    ),
+    "set_secret description": lambda acme, secret: vault_services.set_secret(
+        actor=None, client=acme, provider="slack", secret_type="api_key", value=None, description="a\nb"
+    ),
+    "set_secret tags": lambda acme, secret: vault_services.set_secret(
+        actor=None, client=acme, provider="stripe", secret_type="api_key", value="sk", tags=["ok", "bad\u2066"]
+    ),
+    "reveal_secret reason": lambda acme, secret: vault_services.reveal_secret(
+        actor=None, secret=secret, reason="ticket 42\r\nFAKE LOG LINE"
+    ),
+}
+
+
+@pytest.mark.parametrize("write", CONTROL_CHARACTER_WRITES)
+def test_control_characters_in_a_name_label_or_reason_are_refused_and_change_nothing(make_client, write):
+    acme = make_client("acme", tier="pro")
+    services.configure_application(actor=None, client=acme, app_code="onboarding")
+    secret = vault_services.set_secret(actor=None, client=acme, provider="slack", secret_type="api_key", value="x")
+    before = (AuditEvent.objects.count(), list(Client.objects.values()), list(Application.objects.values()))
+    with pytest.raises(InvalidInput) as raised:
+        CONTROL_CHARACTER_WRITES[write](acme, secret)
+    assert raised.value.code == "control_characters"
+    assert write.split()[-1] in raised.value.fields
+    assert (AuditEvent.objects.count(), list(Client.objects.values()), list(Application.objects.values())) == before
+
+
+def test_names_in_any_script_are_welcome(make_client):
+    acme = make_client("acme")
+    services.update_client(actor=None, client=acme, legal_name="Société Générale — 日本支社 (ﺍﻟﻌﺮﺑﻴﺔ)")
+    acme.refresh_from_db()
+    assert acme.legal_name == "Société Générale — 日本支社 (ﺍﻟﻌﺮﺑﻴﺔ)"
+
+
 SERVICE_MODULES = (services, vault_services)
 
 
