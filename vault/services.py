@@ -21,7 +21,7 @@ from audit.context import current_origin
 from audit.services import actor_fields, diff, record
 from clients.models import Client
 from clients.selectors import get_client
-from config.errors import Forbidden, InvalidInput, Refused
+from config.errors import Forbidden, InvalidInput, NotFound, Refused, excerpt
 from config.validation import conflicts_as, full_clean, refuse_control_characters
 from vault import keyring, signing
 from vault.keys import data_key_context, new_data_key, unwrap, wrap
@@ -150,7 +150,17 @@ def _rewrap_row(row) -> None:
 
 
 def retire_master_key(*, actor, key_id: str) -> dict[str, Any]:
-    """Confirm nothing depends on master key `key_id` any more, so it can leave the key ring; refused otherwise."""
+    """Confirm nothing depends on master key `key_id` any more, so it can leave the key ring; refused otherwise.
+
+    An id that is neither in the ring nor named by any key is refused too: there is nothing to retire,
+    and an event saying otherwise would mislead whoever reads the trail.
+    """
+    if not keyring.KEY_ID.match(key_id or ""):
+        raise InvalidInput(
+            f"'{excerpt(key_id)}' is not a master key id (1-32 letters, digits, '-' or '_').",
+            code="invalid_key_id",
+            fields={"key_id": ["1-32 letters, digits, '-' or '_'."]},
+        )
     ring = keyring.load()
     if key_id == ring.primary.id:
         raise Refused(
@@ -164,6 +174,12 @@ def retire_master_key(*, actor, key_id: str) -> dict[str, Any]:
             "run rotate_keys --master first.",
             code="master_key_in_use",
         )
+    if key_id not in ring.ids:
+        raise NotFound(
+            f"Master key '{key_id}' is not in the key ring and wraps nothing: there is nothing to retire "
+            f"(the ring holds: {', '.join(ring.ids)}).",
+            code="unknown_master_key",
+        )
     with _atomic():
         record(
             actor=actor,
@@ -171,9 +187,8 @@ def retire_master_key(*, actor, key_id: str) -> dict[str, Any]:
             target_type="vault.masterkey",
             target_id=key_id,
             target_label=f"master key {key_id}",
-            changes={"in_key_ring": key_id in ring.ids},
         )
-    return {"key_id": key_id, "still_in_key_ring": key_id in ring.ids}
+    return {"key_id": key_id}
 
 
 def rewrap(

@@ -289,6 +289,10 @@ def _exercise(make_client, settings) -> dict:
         settings.FLOWS_MASTER_KEYS = f"{keyring.generate('next')},{settings.FLOWS_MASTER_KEYS}"
         return vault_services.rotate_master_key(actor=None)
 
+    def retire_unused():
+        settings.FLOWS_MASTER_KEYS = f"{settings.FLOWS_MASTER_KEYS},{keyring.generate('never-used')}"
+        return vault_services.retire_master_key(actor=None, key_id="never-used")
+
     def rewrap():
         vault_services.create_data_key(actor=None, client=acme)
         return vault_services.rewrap(actor=None, client=acme)
@@ -342,10 +346,7 @@ def _exercise(make_client, settings) -> dict:
         ),
         "vault.services.rewrap": (rewrap, "secret.rewrapped"),
         "vault.services.rotate_master_key": (rotate_master, "vault.master_key_rotated"),
-        "vault.services.retire_master_key": (
-            lambda: vault_services.retire_master_key(actor=None, key_id="never-used"),
-            "vault.master_key_retired",
-        ),
+        "vault.services.retire_master_key": (retire_unused, "vault.master_key_retired"),
         "vault.services.use_secret": (lambda: vault_services.use_secret(actor=None, secret=secret), "secret.used"),
         "vault.services.reveal_secret": (
             lambda: vault_services.reveal_secret(actor=None, secret=secret, reason="support ticket 42"),

@@ -100,6 +100,7 @@ def test_rotation_rewrap_and_retirement_through_the_commands(manage, monkeypatch
 
     old = keyring.load().primary.id
     assert_one_line_error(manage("generate_master_key", "--id", "no spaces allowed"), 1)
+    assert_one_line_error(manage("generate_master_key", "--id", "next\n"), 1)  # not a two-line entry
     new_entry = manage("generate_master_key", "--id", "next").out.strip()
     assert keyring.parse(new_entry).primary.id == "next"
     settings.FLOWS_MASTER_KEYS = f"{new_entry},{settings.FLOWS_MASTER_KEYS}"
@@ -131,3 +132,21 @@ def test_signing_key_rotation(manage):
     second = manage("rotate_signing_key", "--json").json["kid"]
     assert first != second
     assert dict(SigningKey.objects.values_list("kid", "status")) == {first: "retiring", second: "active"}
+
+
+@pytest.mark.parametrize(
+    "key_id", ["", "never-heard-of", "mk1\nforged", "'; DROP TABLE vault_datakey; --", "k" * 10_000]
+)
+def test_retiring_a_master_key_that_is_malformed_or_unknown_is_refused_and_records_nothing(manage, acme, key_id):
+    for argv in (["rotate_keys", "--retire-master", key_id], ["rotate_keys", "--retire-master", key_id, "--json"]):
+        refused = manage(*argv)
+        assert refused.code == 1, refused
+        assert "Traceback" not in refused.err and len(refused.err.strip().splitlines()) == 1
+    assert not AuditEvent.objects.filter(action="vault.master_key_retired").exists()
+
+
+def test_an_empty_client_is_a_client_that_does_not_exist(manage, acme):
+    refused = manage("rotate_keys", "--client", "")
+    assert_one_line_error(refused, 1)
+    assert "No client with code or id ''" in refused.err
+    assert not AuditEvent.objects.filter(action__startswith="vault.").exists()
