@@ -49,6 +49,14 @@ def get_secret(client: Client, reference: str) -> Secret:
         raise NotFound(message, code="secret_not_found") from None
 
 
+def value_as_text(value: bytes) -> str | None:
+    """A secret's value as text when it is UTF-8 (a token, a password, a PEM file), None when it is binary."""
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        return None
+
+
 def secrets_of(client: Client):
     return Secret.objects.filter(client_id=client.pk).order_by("name")
 

@@ -280,12 +280,20 @@ def _log_access(*, actor, secret: Secret, access_type: str, reason: str = "") ->
     )
 
 
-def _encoded_value(value) -> bytes:
-    if not isinstance(value, str) or not value:
+def _encoded_value(value: str | bytes | None) -> bytes:
+    """The bytes to store: a text value as UTF-8, a binary one (a DER certificate, a keystore) as it is."""
+    if not isinstance(value, str | bytes) or not value:
         raise InvalidInput(
             "The secret's value is empty.", code="empty_value", fields={"value": ["This field is required."]}
         )
-    encoded = value.encode()
+    try:
+        encoded = value.encode() if isinstance(value, str) else value
+    except UnicodeEncodeError:
+        raise InvalidInput(
+            "The secret's value is text that is not valid Unicode; give it as bytes.",
+            code="invalid_value",
+            fields={"value": ["Not valid Unicode text."]},
+        ) from None
     if len(encoded) > MAX_SECRET_BYTES:
         raise InvalidInput(f"The secret's value is larger than {MAX_SECRET_BYTES} bytes.", code="value_too_large")
     return encoded
@@ -297,7 +305,7 @@ def set_secret(
     client: Client,
     provider: str,
     secret_type: str,
-    value: str | None,
+    value: str | bytes | None,
     name: str | None = None,
     description: str | Unchanged = UNCHANGED,
     tags: list[str] | Unchanged = UNCHANGED,
@@ -307,7 +315,7 @@ def set_secret(
     """Create the client's secret for (provider, type), or replace its value and the metadata given.
 
     `value=None` keeps the stored value; metadata left `UNCHANGED` keeps its current (or default) value.
-    The value is never checked for control characters, only its labels are.
+    The value is bytes or text (stored as UTF-8); it is never checked for control characters, only its labels are.
     """
     refuse_control_characters(
         provider=provider,
@@ -383,13 +391,13 @@ def _secret_snapshot(secret: Secret) -> dict[str, Any]:
     }
 
 
-def _decrypt(secret: Secret) -> str:
+def _decrypt(secret: Secret) -> bytes:
     keys = client_keys(secret.client)
-    return keys.decrypt(bytes(secret.ciphertext), purpose=SECRET_PURPOSE, record_id=str(secret.pk)).decode()
+    return keys.decrypt(bytes(secret.ciphertext), purpose=SECRET_PURPOSE, record_id=str(secret.pk))
 
 
-def use_secret(*, actor, secret: Secret) -> str:
-    """The value, for internal callers (an integration about to call out). Counts the use and logs it."""
+def use_secret(*, actor, secret: Secret) -> bytes:
+    """The value's bytes, for internal callers (an integration about to call out). Counts the use and logs it."""
     now = timezone.now()
     if not secret.is_active:
         raise Refused(f"Secret {secret.name} is deactivated.", code="secret_inactive")
@@ -403,8 +411,11 @@ def use_secret(*, actor, secret: Secret) -> str:
     return value
 
 
-def reveal_secret(*, actor, secret: Secret, reason: str) -> str:
-    """The value, for a member of staff with the `vault.reveal_secret` permission and a stated reason."""
+def reveal_secret(*, actor, secret: Secret, reason: str) -> bytes:
+    """The value's bytes, for a member of staff with the `vault.reveal_secret` permission and a stated reason.
+
+    Text values are their UTF-8; `vault.selectors.value_as_text()` tells them from binary ones.
+    """
     reason = (reason or "").strip()
     if getattr(actor, "is_authenticated", False) and not actor.has_perm("vault.reveal_secret"):
         raise Forbidden("Revealing a secret needs the 'Can reveal a secret's value' permission.")
