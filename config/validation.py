@@ -1,10 +1,12 @@
-"""Input validation as domain errors: Django's ValidationError and IntegrityError, control characters."""
+"""Input validation as domain errors: Django's ValidationError and IntegrityError, control characters, JSON text."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import IntegrityError
@@ -64,3 +66,34 @@ def refuse_control_characters(**values: str | Iterable[str] | None) -> None:
             code="control_characters",
             fields=fields,
         )
+
+
+def parse_json(data: str | bytes, *, source: str) -> Any:
+    """JSON text as Python values; InvalidInput naming `source` for text that is not JSON, not UTF-8 or too deep.
+
+    Python's parser raises RecursionError, not a JSON error, on a few thousand nested brackets.
+    """
+    try:
+        return json.loads(data)
+    except json.JSONDecodeError as error:
+        raise InvalidInput(
+            f"{source} is not valid JSON: {error.msg} (line {error.lineno})", code="invalid_json"
+        ) from None
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{source} is not UTF-8 text.", code="invalid_json") from None
+    except RecursionError:
+        raise InvalidInput(f"{source} is nested too deeply to be read.", code="invalid_json") from None
+
+
+def nesting_depth(value: Any) -> int:
+    """How many levels of lists and objects `value` has (a scalar is 1), counted without recursion."""
+    depth, level = 0, [value]
+    while level:
+        depth += 1
+        level = [
+            child
+            for item in level
+            if isinstance(item, dict | list)
+            for child in (item.values() if isinstance(item, dict) else item)
+        ]
+    return depth

@@ -200,6 +200,30 @@ def test_health_check_fails_with_a_precise_line_per_problem(manage):
         dbroles.apply()
 
 
+def write_config(tmp_path, content: bytes) -> str:
+    path = tmp_path / "configuration.json"
+    path.write_bytes(content)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"[" * 5000 + b"]" * 5000, "nested too deeply"),
+        (b'{"a": ' * 5000, "nested too deeply"),
+        (b'{"workflow": ' * 40 + b"{}" + b"}" * 40, "nested deeper than 8 levels"),
+        (b'{"locale": "\xff\xfe"}', "not UTF-8 text"),
+        (b" " * 300_000 + b"{}", "is larger than"),
+    ],
+)
+def test_configure_application_refuses_a_configuration_it_cannot_take(manage, tmp_path, content, reason):
+    assert manage("create_client", "--code", "acme", "--name", "A", "--domain", "a.example", "--region", "EU").code == 0
+    refused = manage("configure_application", "acme", "onboarding", "--config", write_config(tmp_path, content))
+    assert_one_line_error(refused, 1)
+    assert reason in refused.err
+    assert not Application.objects.exists()
+
+
 def test_client_status_shows_stored_control_characters_escaped(manage, monkeypatch):
     monkeypatch.setenv("LOGNAME", "mallory\x1b[2J\nmanage.py client_status: forged")
     assert manage("create_client", "--code", "acme", "--name", "A", "--domain", "a.example", "--region", "EU").code == 0

@@ -276,6 +276,17 @@ def test_names_in_any_script_are_welcome(make_client):
     assert acme.legal_name == "Société Générale — 日本支社 (ﺍﻟﻌﺮﺑﻴﺔ)"
 
 
+def test_a_configuration_nested_thousands_deep_is_refused_not_a_recursion_error(make_client):
+    deep: dict = {}
+    for _ in range(5000):
+        deep = {"branding": deep}
+    with pytest.raises(InvalidInput, match="nested deeper than 8 levels"):
+        services.configure_application(
+            actor=None, client=make_client("acme"), app_code="onboarding", configuration=deep
+        )
+    assert not Application.objects.exists()
+
+
 SERVICE_MODULES = (services, vault_services)
 
 
