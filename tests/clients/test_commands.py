@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from django.contrib.auth.models import User
 from django.core.management import get_commands, load_command_class
 from django.db import DEFAULT_DB_ALIAS, connections
 
@@ -198,6 +199,24 @@ def test_health_check_fails_with_a_precise_line_per_problem(manage):
         from clients import dbroles
 
         dbroles.apply()
+
+
+@pytest.mark.parametrize("username", ["", " ", "ad\nmin", "ad min", "x" * 151])
+def test_ensure_dev_superuser_takes_only_a_valid_username(manage, settings, username):
+    settings.DEBUG = True
+    refused = manage("ensure_dev_superuser", "--username", username)
+    assert_one_line_error(refused, 1)
+    assert "username:" in refused.err
+    assert manage("ensure_dev_superuser", "--username", username, "--json").json["error"]["fields"]["username"]
+    assert not User.objects.exists() and not AuditEvent.objects.exists()
+
+
+def test_ensure_dev_superuser_prints_the_login(manage, settings):
+    settings.DEBUG = True
+    run = manage("ensure_dev_superuser", "--username", "ada.admin", "--url", "http://127.0.0.1:8000/admin/\nforged")
+    assert run.code == 0 and "Log in as: ada.admin / " in run.out
+    assert "/admin/\\nforged" in run.out  # the address shown as given, on its line
+    assert User.objects.get().username == "ada.admin"
 
 
 def write_config(tmp_path, content: bytes) -> str:
