@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db.models import Count, Q
+from django.forms.fields import InvalidJSONInput
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -197,10 +199,30 @@ class ClientAdmin(ServiceAdminMixin, admin.ModelAdmin):
             obj.pk, obj._state = created.pk, created._state
 
 
+class ConfigurationField(forms.JSONField):
+    """Django's JSON field, except that JSON nested too deeply for Python's parser is a form error, not a 500.
+
+    The parser raises RecursionError, not a JSON error, on a few thousand nested brackets.
+    """
+
+    def to_python(self, value):
+        try:
+            return super().to_python(value)
+        except RecursionError:
+            raise ValidationError("Nested too deeply to be read.", code="invalid") from None
+
+    def bound_data(self, data, initial):
+        try:
+            return super().bound_data(data, initial)
+        except RecursionError:
+            return InvalidJSONInput(data)
+
+
 class ApplicationForm(forms.ModelForm):
     class Meta:
         model = Application
         fields = ["client", "app_code", "name", "configuration", "features", "status"]
+        field_classes = {"configuration": ConfigurationField}
         help_texts = {"features": "Comma-separated; must be features of the client's tier."}
 
     def clean_app_code(self):

@@ -6,7 +6,10 @@ import json
 
 from jsonschema import Draft202012Validator
 
+from config.validation import nesting_depth
+
 MAX_CONFIGURATION_BYTES = 16_384
+MAX_CONFIGURATION_DEPTH = 8  # the schema nests 4 levels; deeper is never valid, and deep enough is a RecursionError
 _HTTPS_URL = {"type": "string", "pattern": r"^https://[^\s]+$", "maxLength": 500}
 
 APPLICATION_CONFIGURATION_SCHEMA = {
@@ -59,6 +62,8 @@ _validator = Draft202012Validator(APPLICATION_CONFIGURATION_SCHEMA)
 
 def configuration_errors(configuration) -> list[str]:
     """Every way `configuration` departs from the schema, as `configuration.path: message` lines."""
+    if nesting_depth(configuration) > MAX_CONFIGURATION_DEPTH:
+        return [f"configuration: nested deeper than {MAX_CONFIGURATION_DEPTH} levels"]
     if len(json.dumps(configuration)) > MAX_CONFIGURATION_BYTES:
         return [f"configuration: larger than {MAX_CONFIGURATION_BYTES} bytes"]
     errors = sorted(_validator.iter_errors(configuration), key=lambda error: list(map(str, error.absolute_path)))

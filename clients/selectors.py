@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass, field
 
@@ -9,7 +10,21 @@ from django.db.models import Count
 
 from audit.models import AuditEvent
 from clients.models import ApiKey, Application, Client, Tier
-from config.errors import InvalidInput, NotFound
+from config.errors import InvalidInput, NotFound, excerpt
+
+# What a reference can be before it is looked up (whole strings: `fullmatch`, as `$` would let a final newline
+# through): anything else names nothing, and is answered without a query.
+CLIENT_CODE = re.compile(r"[a-z0-9-]{2,50}")
+APP_CODE = re.compile(r"[a-z][a-z0-9-]{1,49}")
+API_KEY_PREFIX = re.compile(r"[0-9a-f]{12}")
+TIER_CODE = re.compile(r"[-a-z0-9_]{1,30}")
+
+
+def as_uuid(reference: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(reference)
+    except ValueError:
+        return None
 
 
 def get_client(reference: str, *, for_update: bool = False) -> Client:
@@ -18,10 +33,15 @@ def get_client(reference: str, *, for_update: bool = False) -> Client:
     queryset = Client.objects.select_related("tier")
     if for_update:
         queryset = queryset.select_for_update(of=("self",))
-    try:
-        lookup = {"pk": uuid.UUID(reference)}
-    except ValueError:
+    if (client_id := as_uuid(reference)) is not None:
+        lookup = {"pk": client_id}
+    elif CLIENT_CODE.fullmatch(reference.lower()):
         lookup = {"code": reference.lower()}
+    else:
+        raise NotFound(
+            f"No client with code or id '{excerpt(reference)}': a code is 2 to 50 letters, digits or hyphens.",
+            code="client_not_found",
+        )
     try:
         return queryset.get(**lookup)
     except Client.DoesNotExist:
@@ -29,10 +49,14 @@ def get_client(reference: str, *, for_update: bool = False) -> Client:
 
 
 def get_application(client: Client, app_code: str) -> Application:
+    app_code = (app_code or "").strip().lower()
     try:
-        return Application.objects.get(client_id=client.pk, app_code=(app_code or "").strip().lower())
+        if not APP_CODE.fullmatch(app_code):
+            raise Application.DoesNotExist
+        return Application.objects.get(client_id=client.pk, app_code=app_code)
     except Application.DoesNotExist:
-        raise NotFound(f"Client {client.code} has no application '{app_code}'.", code="application_not_found") from None
+        message = f"Client {client.code} has no application '{excerpt(app_code)}'."
+        raise NotFound(message, code="application_not_found") from None
 
 
 def get_api_key(client: Client, reference: str) -> ApiKey:
@@ -40,22 +64,27 @@ def get_api_key(client: Client, reference: str) -> ApiKey:
     reference = (reference or "").strip()
     prefix = reference.removeprefix("flk_").split("_", 1)[0]
     try:
-        lookup = {"pk": uuid.UUID(reference)}
-    except ValueError:
-        lookup = {"prefix": prefix}
-    try:
+        if (key_id := as_uuid(reference)) is not None:
+            lookup = {"pk": key_id}
+        elif API_KEY_PREFIX.fullmatch(prefix):
+            lookup = {"prefix": prefix}
+        else:
+            raise ApiKey.DoesNotExist
         return ApiKey.objects.select_related("client").get(client_id=client.pk, **lookup)
     except ApiKey.DoesNotExist:
-        message = f"Client {client.code} has no API key '{prefix or reference}'."
+        message = f"Client {client.code} has no API key '{excerpt(prefix or reference)}'."
         raise NotFound(message, code="api_key_not_found") from None
 
 
 def get_tier(code: str) -> Tier:
+    code = (code or "").strip().lower()
     try:
-        return Tier.objects.get(code=(code or "").strip().lower())
+        if not TIER_CODE.fullmatch(code):
+            raise Tier.DoesNotExist
+        return Tier.objects.get(code=code)
     except Tier.DoesNotExist:
         choices = ", ".join(Tier.objects.values_list("code", flat=True))
-        raise InvalidInput(f"Unknown tier '{code}'. Choose one of: {choices}.", code="unknown_tier") from None
+        raise InvalidInput(f"Unknown tier '{excerpt(code)}'. Choose one of: {choices}.", code="unknown_tier") from None
 
 
 @dataclass

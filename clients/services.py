@@ -21,7 +21,7 @@ from clients.selectors import (
     tier_fit_problems,
 )
 from config.errors import InvalidInput, Refused
-from config.validation import conflicts_as, full_clean
+from config.validation import conflicts_as, full_clean, refuse_control_characters
 from vault import services as vault_services
 from vault.selectors import is_erased
 
@@ -42,6 +42,7 @@ def _tier(tier: Tier | str) -> Tier:
 
 
 def create_client(*, actor, code: str, legal_name: str, domain: str, region: str, tier: Tier | str = "free") -> Client:
+    refuse_control_characters(code=code, legal_name=legal_name, domain=domain)
     client = Client(
         code=normalise_code(code),
         legal_name=(legal_name or "").strip(),
@@ -74,6 +75,7 @@ def update_client(
     tier: Tier | str | None = None,
 ) -> Client:
     """Change a client's details or tier. A tier its current usage does not fit is refused with the reasons."""
+    refuse_control_characters(legal_name=legal_name, domain=domain)
     with _atomic():
         client = get_client(str(client.pk), for_update=True)
         before = _snapshot(client, CLIENT_FIELDS)
@@ -101,6 +103,7 @@ def update_client(
 
 
 def _set_status(*, actor, client: Client, status: str, action: str, reason: str = "") -> Client:
+    refuse_control_characters(reason=reason)
     with _atomic():
         client = get_client(str(client.pk), for_update=True)
         if client.status == status:
@@ -161,6 +164,7 @@ def configure_application(
     status: str | None = None,
 ) -> Application:
     """Create the client's application `app_code`, or update the fields given. Checks tier limits and features."""
+    refuse_control_characters(app_code=app_code, name=name, features=features)
     app_code = normalise_code(app_code)
     with _atomic():
         # The client row lock serialises concurrent creations against max_applications.
@@ -216,6 +220,7 @@ def create_api_key(
     expires_at=None,
 ) -> tuple[ApiKey, str]:
     """Issue an API key for the client. Returns the key row and the full key, which is shown once, never stored."""
+    refuse_control_characters(name=name)
     with _atomic():
         client = get_client(str(client.pk), for_update=True)
         if client.status != Client.Status.ACTIVE:

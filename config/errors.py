@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 
+def excerpt(value: object, limit: int = 60) -> str:
+    """`value` for a message that echoes input: at most `limit` characters of it, never pages."""
+    text = str(value)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
+
+
 class FlowsError(Exception):
     """A refused or invalid operation, with a stable machine-readable `code` and a message for people."""
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import uuid
 from dataclasses import dataclass
 
 from django.db.models import Case, IntegerField, Q, Sum, When
 
 from clients.models import Client
-from config.errors import NotFound
+from config.errors import NotFound, excerpt
 from invitations.models import Invitation
 from invitations.tokens import InvitationRejected
 
@@ -34,15 +35,19 @@ def seats_used(client: Client) -> int:
     )
 
 
+INVITATION_CODE = re.compile(r"INV-[0-9A-Z]{6}")
+
+
 def get_invitation(reference: str) -> Invitation:
     """An invitation by its support code (INV-…) or id."""
     reference = (reference or "").strip()
-    lookup = Q(code=reference.upper())
+    lookup = Q(code=reference.upper()) if INVITATION_CODE.fullmatch(reference.upper()) else Q()
     with contextlib.suppress(ValueError):  # a code, not an id
         lookup |= Q(pk=uuid.UUID(reference))
-    invitation = Invitation.objects.select_related("client", "application").filter(lookup).first()
+    # Neither a code nor an id names nothing: answered without a query.
+    invitation = Invitation.objects.select_related("client", "application").filter(lookup).first() if lookup else None
     if invitation is None:
-        raise NotFound(f"No invitation '{reference}'.", code="invitation_not_found")
+        raise NotFound(f"No invitation '{excerpt(reference)}'.", code="invitation_not_found")
     return invitation
 
 

@@ -27,7 +27,7 @@ from clients.models import Application, Client
 from clients.selectors import get_client
 from clients.tenancy import in_tenant_context, tenant_context
 from config.errors import Conflict, InvalidInput, Refused
-from config.validation import conflicts_as
+from config.validation import CONTROL_CHARACTERS, CONTROL_CHARACTERS_MESSAGE, conflicts_as, refuse_control_characters
 from invitations import tokens
 from invitations.models import Invitation
 from invitations.selectors import seats_used
@@ -62,6 +62,8 @@ class Invitee:
         errors: dict[str, list[str]] = {}
         if not name or len(name) > 200:
             errors["full_name"] = ["Give the invitee's full name (at most 200 characters)."]
+        elif CONTROL_CHARACTERS.search(name):
+            errors["full_name"] = [CONTROL_CHARACTERS_MESSAGE]
         for field, value, required in (("company_email", company, True), ("private_email", private, False)):
             if not value and not required:
                 continue
@@ -292,6 +294,7 @@ def revoke_invitation(*, actor, invitation: Invitation, reason: str) -> Invitati
         raise InvalidInput(
             "Say why the invitation is revoked.", code="reason_required", fields={"reason": ["Required."]}
         )
+    refuse_control_characters(reason=reason)
     with _atomic():
         invitation = Invitation.objects.select_for_update(of=("self",)).select_related("client").get(pk=invitation.pk)
         if invitation.status == Invitation.Status.REVOKED:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 from django import forms
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
@@ -15,6 +17,7 @@ from config.admin import ReadOnlyAdminMixin, confirmed_action
 from config.errors import FlowsError
 from vault import services
 from vault.models import DataKey, Secret, SecretAccess, SigningKey
+from vault.selectors import value_as_text
 
 REVEAL_PERMISSION = "vault.reveal_secret"
 
@@ -137,18 +140,26 @@ class SecretAdmin(ClientLinkMixin, ServiceAdminMixin, admin.ModelAdmin):
         if not request.user.has_perm(REVEAL_PERMISSION):
             raise PermissionDenied
         secret = get_object_or_404(self.get_queryset(request).select_related("client"), pk=object_id)
-        value, error = None, ""
+        value, binary, size, error = None, False, 0, ""
         if request.method == "POST":
             try:
-                value = services.reveal_secret(actor=request.user, secret=secret, reason=request.POST.get("reason", ""))
+                revealed = services.reveal_secret(
+                    actor=request.user, secret=secret, reason=request.POST.get("reason", "")
+                )
             except FlowsError as failure:
                 error = failure.message
+            else:
+                value, size = value_as_text(revealed), len(revealed)
+                if value is None:  # a DER certificate, a keystore: bytes that are not text
+                    value, binary = base64.b64encode(revealed).decode(), True
         context = {
             **self.admin_site.each_context(request),
             "title": f"Reveal {secret.name}",
             "opts": self.opts,
             "secret": secret,
             "value": value,
+            "binary": binary,
+            "size": size,
             "error": error,
             "reason": request.POST.get("reason", ""),
         }

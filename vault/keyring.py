@@ -24,7 +24,7 @@ from django.conf import settings
 
 from vault.errors import KeyRingError, UnknownKey
 
-KEY_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+KEY_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}\Z")  # \Z: `$` would accept a final newline
 KEY_BYTES = 32
 
 

@@ -9,11 +9,11 @@ from django.db.models import Count, F, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from clients.models import Client
-from config.errors import NotFound, Refused
+from config.errors import NotFound, Refused, excerpt
 from vault import keyring
 from vault.errors import KeyRingError, VaultError
 from vault.keys import ClientKeys, data_key_context, unwrap
-from vault.models import DataKey, Secret, SigningKey
+from vault.models import SLUG, DataKey, Secret, SigningKey
 from vault.signing import private_key_context
 
 
@@ -41,9 +41,20 @@ def get_secret(client: Client, reference: str) -> Secret:
     except ValueError:
         lookup = {"name": reference.lower()}
     try:
+        if "name" in lookup and not SLUG.regex.fullmatch(lookup["name"]):
+            raise Secret.DoesNotExist  # no secret has such a name: answered without a query
         return Secret.objects.select_related("client").get(client_id=client.pk, **lookup)
     except Secret.DoesNotExist:
-        raise NotFound(f"Client {client.code} has no secret '{reference}'.", code="secret_not_found") from None
+        message = f"Client {client.code} has no secret '{excerpt(reference)}'."
+        raise NotFound(message, code="secret_not_found") from None
+
+
+def value_as_text(value: bytes) -> str | None:
+    """A secret's value as text when it is UTF-8 (a token, a password, a PEM file), None when it is binary."""
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        return None
 
 
 def secrets_of(client: Client):

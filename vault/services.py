@@ -21,14 +21,15 @@ from audit.context import current_origin
 from audit.services import actor_fields, diff, record
 from clients.models import Client
 from clients.selectors import get_client
-from config.errors import Forbidden, InvalidInput, Refused
-from config.validation import conflicts_as, full_clean
+from config.errors import Forbidden, InvalidInput, NotFound, Refused, excerpt
+from config.validation import conflicts_as, full_clean, refuse_control_characters
 from vault import keyring, signing
 from vault.keys import data_key_context, new_data_key, unwrap, wrap
 from vault.models import DataKey, Secret, SecretAccess, SigningKey
 from vault.selectors import client_keys, is_erased, secrets_on_old_versions
 
 MAX_SECRET_BYTES = 65_536
+MAX_REASON_LENGTH = 500  # what the secret access log keeps
 
 
 class Unchanged(enum.Enum):
@@ -149,7 +150,17 @@ def _rewrap_row(row) -> None:
 
 
 def retire_master_key(*, actor, key_id: str) -> dict[str, Any]:
-    """Confirm nothing depends on master key `key_id` any more, so it can leave the key ring; refused otherwise."""
+    """Confirm nothing depends on master key `key_id` any more, so it can leave the key ring; refused otherwise.
+
+    An id that is neither in the ring nor named by any key is refused too: there is nothing to retire,
+    and an event saying otherwise would mislead whoever reads the trail.
+    """
+    if not keyring.KEY_ID.match(key_id or ""):
+        raise InvalidInput(
+            f"'{excerpt(key_id)}' is not a master key id (1-32 letters, digits, '-' or '_').",
+            code="invalid_key_id",
+            fields={"key_id": ["1-32 letters, digits, '-' or '_'."]},
+        )
     ring = keyring.load()
     if key_id == ring.primary.id:
         raise Refused(
@@ -163,6 +174,12 @@ def retire_master_key(*, actor, key_id: str) -> dict[str, Any]:
             "run rotate_keys --master first.",
             code="master_key_in_use",
         )
+    if key_id not in ring.ids:
+        raise NotFound(
+            f"Master key '{key_id}' is not in the key ring and wraps nothing: there is nothing to retire "
+            f"(the ring holds: {', '.join(ring.ids)}).",
+            code="unknown_master_key",
+        )
     with _atomic():
         record(
             actor=actor,
@@ -170,9 +187,8 @@ def retire_master_key(*, actor, key_id: str) -> dict[str, Any]:
             target_type="vault.masterkey",
             target_id=key_id,
             target_label=f"master key {key_id}",
-            changes={"in_key_ring": key_id in ring.ids},
         )
-    return {"key_id": key_id, "still_in_key_ring": key_id in ring.ids}
+    return {"key_id": key_id}
 
 
 def rewrap(
@@ -264,12 +280,20 @@ def _log_access(*, actor, secret: Secret, access_type: str, reason: str = "") ->
     )
 
 
-def _encoded_value(value) -> bytes:
-    if not isinstance(value, str) or not value:
+def _encoded_value(value: str | bytes | None) -> bytes:
+    """The bytes to store: a text value as UTF-8, a binary one (a DER certificate, a keystore) as it is."""
+    if not isinstance(value, str | bytes) or not value:
         raise InvalidInput(
             "The secret's value is empty.", code="empty_value", fields={"value": ["This field is required."]}
         )
-    encoded = value.encode()
+    try:
+        encoded = value.encode() if isinstance(value, str) else value
+    except UnicodeEncodeError:
+        raise InvalidInput(
+            "The secret's value is text that is not valid Unicode; give it as bytes.",
+            code="invalid_value",
+            fields={"value": ["Not valid Unicode text."]},
+        ) from None
     if len(encoded) > MAX_SECRET_BYTES:
         raise InvalidInput(f"The secret's value is larger than {MAX_SECRET_BYTES} bytes.", code="value_too_large")
     return encoded
@@ -281,7 +305,7 @@ def set_secret(
     client: Client,
     provider: str,
     secret_type: str,
-    value: str | None,
+    value: str | bytes | None,
     name: str | None = None,
     description: str | Unchanged = UNCHANGED,
     tags: list[str] | Unchanged = UNCHANGED,
@@ -291,7 +315,15 @@ def set_secret(
     """Create the client's secret for (provider, type), or replace its value and the metadata given.
 
     `value=None` keeps the stored value; metadata left `UNCHANGED` keeps its current (or default) value.
+    The value is bytes or text (stored as UTF-8); it is never checked for control characters, only its labels are.
     """
+    refuse_control_characters(
+        provider=provider,
+        secret_type=secret_type,
+        name=name,
+        description=None if description is UNCHANGED else description,
+        tags=None if tags is UNCHANGED else tags,
+    )
     provider = (provider or "").strip().lower()
     secret_type = (secret_type or "").strip().lower()
     with _atomic():
@@ -359,13 +391,13 @@ def _secret_snapshot(secret: Secret) -> dict[str, Any]:
     }
 
 
-def _decrypt(secret: Secret) -> str:
+def _decrypt(secret: Secret) -> bytes:
     keys = client_keys(secret.client)
-    return keys.decrypt(bytes(secret.ciphertext), purpose=SECRET_PURPOSE, record_id=str(secret.pk)).decode()
+    return keys.decrypt(bytes(secret.ciphertext), purpose=SECRET_PURPOSE, record_id=str(secret.pk))
 
 
-def use_secret(*, actor, secret: Secret) -> str:
-    """The value, for internal callers (an integration about to call out). Counts the use and logs it."""
+def use_secret(*, actor, secret: Secret) -> bytes:
+    """The value's bytes, for internal callers (an integration about to call out). Counts the use and logs it."""
     now = timezone.now()
     if not secret.is_active:
         raise Refused(f"Secret {secret.name} is deactivated.", code="secret_inactive")
@@ -379,14 +411,18 @@ def use_secret(*, actor, secret: Secret) -> str:
     return value
 
 
-def reveal_secret(*, actor, secret: Secret, reason: str) -> str:
-    """The value, for a member of staff with the `vault.reveal_secret` permission and a stated reason."""
+def reveal_secret(*, actor, secret: Secret, reason: str) -> bytes:
+    """The value's bytes, for a member of staff with the `vault.reveal_secret` permission and a stated reason.
+
+    Text values are their UTF-8; `vault.selectors.value_as_text()` tells them from binary ones.
+    """
     reason = (reason or "").strip()
     if getattr(actor, "is_authenticated", False) and not actor.has_perm("vault.reveal_secret"):
         raise Forbidden("Revealing a secret needs the 'Can reveal a secret's value' permission.")
-    if len(reason) < 5:
+    refuse_control_characters(reason=reason)
+    if not 5 <= len(reason) <= MAX_REASON_LENGTH:
         raise InvalidInput(
-            "Say why the value is needed (at least 5 characters); the reason is recorded.",
+            f"Say why the value is needed (5 to {MAX_REASON_LENGTH} characters); the reason is recorded.",
             code="reason_required",
             fields={"reason": ["Say why the value is needed."]},
         )

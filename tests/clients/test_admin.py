@@ -186,3 +186,13 @@ def test_the_audit_filters_work(client, staff, make_client, query):
     assert "acme" in codes
     if query.startswith("client_code"):
         assert codes == {"acme"}
+
+
+@pytest.mark.parametrize("configuration", ["[" * 5000 + "]" * 5000, "[" * 5000, '{"workflow": ' * 50 + "1" + "}" * 50])
+def test_deeply_nested_configuration_is_a_form_error_not_a_crash(client, staff, make_client, configuration):
+    acme = make_client("acme")
+    form = {"client": acme.pk, "app_code": "onboarding", "name": "Onboarding", "status": "enabled", "features": ""}
+    response = client.post(reverse("admin:clients_application_add"), {**form, "configuration": configuration})
+    assert response.status_code == 200
+    assert "configuration" in response.context["adminform"].form.errors
+    assert not Application.objects.exists()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from django.contrib.auth.models import User
 from django.core.management import get_commands, load_command_class
 from django.db import DEFAULT_DB_ALIAS, connections
 
@@ -198,3 +199,67 @@ def test_health_check_fails_with_a_precise_line_per_problem(manage):
         from clients import dbroles
 
         dbroles.apply()
+
+
+@pytest.mark.parametrize("username", ["", " ", "ad\nmin", "ad min", "x" * 151])
+def test_ensure_dev_superuser_takes_only_a_valid_username(manage, settings, username):
+    settings.DEBUG = True
+    refused = manage("ensure_dev_superuser", "--username", username)
+    assert_one_line_error(refused, 1)
+    assert "username:" in refused.err
+    assert manage("ensure_dev_superuser", "--username", username, "--json").json["error"]["fields"]["username"]
+    assert not User.objects.exists() and not AuditEvent.objects.exists()
+
+
+def test_ensure_dev_superuser_prints_the_login(manage, settings):
+    settings.DEBUG = True
+    run = manage("ensure_dev_superuser", "--username", "ada.admin", "--url", "http://127.0.0.1:8000/admin/\nforged")
+    assert run.code == 0 and "Log in as: ada.admin / " in run.out
+    assert "/admin/\\nforged" in run.out  # the address shown as given, on its line
+    assert User.objects.get().username == "ada.admin"
+
+
+def write_config(tmp_path, content: bytes) -> str:
+    path = tmp_path / "configuration.json"
+    path.write_bytes(content)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"[" * 5000 + b"]" * 5000, "nested too deeply"),
+        (b'{"a": ' * 5000, "nested too deeply"),
+        (b'{"workflow": ' * 40 + b"{}" + b"}" * 40, "nested deeper than 8 levels"),
+        (b'{"locale": "\xff\xfe"}', "not UTF-8 text"),
+        (b" " * 300_000 + b"{}", "is larger than"),
+    ],
+)
+def test_configure_application_refuses_a_configuration_it_cannot_take(manage, tmp_path, content, reason):
+    assert manage("create_client", "--code", "acme", "--name", "A", "--domain", "a.example", "--region", "EU").code == 0
+    refused = manage("configure_application", "acme", "onboarding", "--config", write_config(tmp_path, content))
+    assert_one_line_error(refused, 1)
+    assert reason in refused.err
+    assert not Application.objects.exists()
+
+
+def test_client_status_shows_stored_control_characters_escaped(manage, monkeypatch):
+    monkeypatch.setenv("LOGNAME", "mallory\x1b[2J\nmanage.py client_status: forged")
+    assert manage("create_client", "--code", "acme", "--name", "A", "--domain", "a.example", "--region", "EU").code == 0
+    assert manage("configure_application", "acme", "onboarding").code == 0
+    # Data written before names were validated, straight into the table.
+    Application.objects.filter(app_code="onboarding").update(name="Onboarding\nmanage.py: forged line\u202e\x1b[31m")
+    status = manage("client_status", "acme")
+    assert status.code == 0
+    assert "Onboarding\\nmanage.py: forged line\\u202e\\x1b[31m" in status.out
+    assert not [line for line in status.out.splitlines() if "forged" in line and not line.startswith("  ")]
+    assert "\x1b" not in status.out and "\u202e" not in status.out
+    assert "manage.py create_client (mallory\\x1b[2J\\nmanage.py client_status: forged)" in status.out
+    assert manage("client_status", "acme", "--json").json["applications"][0]["name"].startswith("Onboarding\n")
+
+
+def test_a_10000_character_reference_is_a_short_precise_refusal(manage):
+    refused = manage("client_status", "a" * 10_000)
+    assert_one_line_error(refused, 1)
+    assert "No client with code or id 'aaaa" in refused.err and "database error" not in refused.err
+    assert len(refused.err) < 300

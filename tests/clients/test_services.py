@@ -7,6 +7,7 @@ import inspect
 
 import pytest
 from django.conf import settings
+from django.db import connections
 
 from audit.models import AuditEvent
 from clients import services
@@ -190,6 +191,102 @@ def test_lookups_say_what_was_not_found():
         get_client("nope")
 
 
+MALFORMED_REFERENCES = ["", "  ", "a" * 10_000, "acme\x00", "ac me", "ac\nme", "\u202eemca", "'; DROP TABLE x; --"]
+
+
+@pytest.mark.parametrize("reference", MALFORMED_REFERENCES)
+def test_a_malformed_reference_names_nothing_and_is_answered_without_a_query(
+    make_client, django_assert_num_queries, reference
+):
+    from clients.selectors import get_api_key, get_application, get_client, get_tier
+    from invitations.selectors import get_invitation
+    from vault.selectors import get_secret
+
+    acme = make_client("acme")
+    lookups = [
+        lambda: get_client(reference),
+        lambda: get_application(acme, reference),
+        lambda: get_api_key(acme, reference),
+        lambda: get_secret(acme, reference),
+        lambda: get_invitation(reference),
+    ]
+    for lookup in lookups:
+        with (
+            django_assert_num_queries(0, connection=connections[settings.CONSOLE_DB_ALIAS]),
+            pytest.raises(NotFound) as raised,
+        ):
+            lookup()
+        assert len(raised.value.message) < 200, raised.value.message  # an excerpt, not the 10,000 characters
+    with pytest.raises(InvalidInput, match="Unknown tier"):
+        get_tier(reference)
+
+
+def test_a_client_code_of_the_wrong_shape_says_what_a_code_is():
+    from clients.selectors import get_client
+
+    with pytest.raises(NotFound, match="a code is 2 to 50 letters, digits or hyphens"):
+        get_client("x" * 10_000)
+
+
+CONTROL_CHARACTER_WRITES = {
+    "create_client legal_name": lambda acme, secret: services.create_client(
+        actor=None, code="globex", legal_name="Globex\nInc", domain="globex.example", region="EU"
+    ),
+    "update_client legal_name": lambda acme, secret: services.update_client(
+        actor=None, client=acme, legal_name="Acme \u202eLtd"
+    ),
+    "deactivate_client reason": lambda acme, secret: services.deactivate_client(
+        actor=None, client=acme, reason="ended\x1b[2J"
+    ),
+    "configure_application name": lambda acme, secret: services.configure_application(
+        actor=None, client=acme, app_code="offboarding", name="Off\tboarding"
+    ),
+    "create_api_key name": lambda acme, secret: services.create_api_key(
+        actor=None, client=acme, name="prod\x00", scopes=["configuration:read"]
+    ),
+    "set_secret description": lambda acme, secret: vault_services.set_secret(
+        actor=None, client=acme, provider="slack", secret_type="api_key", value=None, description="a\nb"
+    ),
+    "set_secret tags": lambda acme, secret: vault_services.set_secret(
+        actor=None, client=acme, provider="stripe", secret_type="api_key", value="sk", tags=["ok", "bad\u2066"]
+    ),
+    "reveal_secret reason": lambda acme, secret: vault_services.reveal_secret(
+        actor=None, secret=secret, reason="ticket 42\r\nFAKE LOG LINE"
+    ),
+}
+
+
+@pytest.mark.parametrize("write", CONTROL_CHARACTER_WRITES)
+def test_control_characters_in_a_name_label_or_reason_are_refused_and_change_nothing(make_client, write):
+    acme = make_client("acme", tier="pro")
+    services.configure_application(actor=None, client=acme, app_code="onboarding")
+    secret = vault_services.set_secret(actor=None, client=acme, provider="slack", secret_type="api_key", value="x")
+    before = (AuditEvent.objects.count(), list(Client.objects.values()), list(Application.objects.values()))
+    with pytest.raises(InvalidInput) as raised:
+        CONTROL_CHARACTER_WRITES[write](acme, secret)
+    assert raised.value.code == "control_characters"
+    assert write.split()[-1] in raised.value.fields
+    assert (AuditEvent.objects.count(), list(Client.objects.values()), list(Application.objects.values())) == before
+
+
+def test_names_in_any_script_are_welcome(make_client):
+    acme = make_client("acme")
+    services.update_client(actor=None, client=acme, legal_name="Société Générale — 日本支社 (ﺍﻟﻌﺮﺑﻴﺔ)")
+    acme.refresh_from_db()
+    assert acme.legal_name == "Société Générale — 日本支社 (ﺍﻟﻌﺮﺑﻴﺔ)"
+
+
+def test_a_configuration_nested_thousands_deep_is_refused_not_a_recursion_error(make_client):
+    deep: dict = {}
+    for _ in range(5000):
+        deep = {"branding": deep}
+    with pytest.raises(InvalidInput, match="nested deeper than 8 levels"):
+        services.configure_application(
+            actor=None, client=make_client("acme"), app_code="onboarding", configuration=deep
+        )
+    assert not Application.objects.exists()
+
+
 SERVICE_MODULES = (services, vault_services)
 
 
@@ -202,6 +299,10 @@ def _exercise(make_client, settings) -> dict:
     def rotate_master():
         settings.FLOWS_MASTER_KEYS = f"{keyring.generate('next')},{settings.FLOWS_MASTER_KEYS}"
         return vault_services.rotate_master_key(actor=None)
+
+    def retire_unused():
+        settings.FLOWS_MASTER_KEYS = f"{settings.FLOWS_MASTER_KEYS},{keyring.generate('never-used')}"
+        return vault_services.retire_master_key(actor=None, key_id="never-used")
 
     def rewrap():
         vault_services.create_data_key(actor=None, client=acme)
@@ -256,10 +357,7 @@ def _exercise(make_client, settings) -> dict:
         ),
         "vault.services.rewrap": (rewrap, "secret.rewrapped"),
         "vault.services.rotate_master_key": (rotate_master, "vault.master_key_rotated"),
-        "vault.services.retire_master_key": (
-            lambda: vault_services.retire_master_key(actor=None, key_id="never-used"),
-            "vault.master_key_retired",
-        ),
+        "vault.services.retire_master_key": (retire_unused, "vault.master_key_retired"),
         "vault.services.use_secret": (lambda: vault_services.use_secret(actor=None, secret=secret), "secret.used"),
         "vault.services.reveal_secret": (
             lambda: vault_services.reveal_secret(actor=None, secret=secret, reason="support ticket 42"),

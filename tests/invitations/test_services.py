@@ -114,6 +114,8 @@ def test_issuing_is_validated(issue, world):
         issue(services.Invitee("Ada", "not-an-email"))
     with pytest.raises(InvalidInput, match="full_name"):
         issue(services.Invitee(" ", "ada@acme.example"))
+    with pytest.raises(InvalidInput, match="full_name: Remove the control characters"):
+        issue(services.Invitee("Ada\nRedeemed INV-000000: Mallory", "ada@acme.example"))
     with pytest.raises(InvalidInput, match="between 1 hour and 30 days"):
         issue(expires_in=timedelta(minutes=5))
     with pytest.raises(InvalidInput, match="between 1 hour and 30 days"):
@@ -167,6 +169,8 @@ def test_revoking_needs_a_reason_and_is_safe_to_repeat(issue):
     invitation, _ = issue()
     with pytest.raises(InvalidInput, match="Say why"):
         services.revoke_invitation(actor=None, invitation=invitation, reason="")
+    with pytest.raises(InvalidInput, match="reason: Remove the control characters"):
+        services.revoke_invitation(actor=None, invitation=invitation, reason="left\x1b[2J")
     services.revoke_invitation(actor=None, invitation=invitation, reason="left the company")
     services.revoke_invitation(actor=None, invitation=invitation, reason="again")
     invitation.refresh_from_db()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 
 import pytest
@@ -51,7 +52,7 @@ def test_adding_and_editing_never_shows_the_value(client, staff, make_client, ca
     secret = Secret.objects.get()
     assert (
         secret.name == "stripe-api_key"
-        and services.reveal_secret(actor=None, secret=secret, reason="test check") == VALUE
+        and services.reveal_secret(actor=None, secret=secret, reason="test check") == VALUE.encode()
     )
 
     change_url = reverse("admin:vault_secret_change", args=[secret.pk])
@@ -69,7 +70,7 @@ def test_adding_and_editing_never_shows_the_value(client, staff, make_client, ca
     pages.append(client.post(change_url, form, follow=True))
     secret.refresh_from_db()
     assert secret.description == "billing (EU)" and secret.data_key_version == 1
-    assert services.reveal_secret(actor=None, secret=secret, reason="test check") == VALUE
+    assert services.reveal_secret(actor=None, secret=secret, reason="test check") == VALUE.encode()
     for page in pages:
         assert page.status_code == 200
         assert VALUE not in page.content.decode()
@@ -110,6 +111,18 @@ def test_reveal_asks_for_a_reason_shows_the_value_once_and_logs_it(client, staff
     access = SecretAccess.objects.get(access_type="reveal")
     assert (access.actor_label, access.reason) == ("staff", "Stripe dashboard migration")
     assert AuditEvent.objects.get(action="secret.revealed").changes == {"reason": "Stripe dashboard migration"}
+
+
+def test_a_binary_value_is_revealed_base64_encoded_with_a_note(client, staff, make_client):
+    certificate = b"0\x82\x03\x1f\x00\xff\xfe\x80 DER bytes"
+    acme = make_client("acme")
+    secret = services.set_secret(actor=None, client=acme, provider="okta", secret_type="certificate", value=certificate)
+    shown = client.post(reverse("admin:vault_secret_reveal", args=[secret.pk]), {"reason": "SSO certificate check"})
+    assert shown.status_code == 200
+    page = shown.content.decode()
+    assert base64.b64encode(certificate).decode() in page
+    assert f"binary ({len(certificate)} bytes)" in page and "base64-encoded" in page
+    assert SecretAccess.objects.filter(access_type="reveal").count() == 1
 
 
 def test_staff_without_the_reveal_permission_cannot_reveal(client, clerk, make_client):

@@ -26,7 +26,9 @@ db = pytest.mark.django_db(databases="__all__")
 
 
 def reveal(secret: Secret) -> str:
-    return services.reveal_secret(actor=None, secret=Secret.objects.get(pk=secret.pk), reason="checking rotation")
+    return services.reveal_secret(
+        actor=None, secret=Secret.objects.get(pk=secret.pk), reason="checking rotation"
+    ).decode()
 
 
 def store(client, value: str = VALUE, **fields) -> Secret:
@@ -88,7 +90,7 @@ def test_bad_input_is_refused_and_changes_nothing(make_client, fields, message):
 def test_use_counts_and_logs_and_refuses_inactive_or_expired(make_client):
     acme = make_client("acme")
     secret = store(acme)
-    assert services.use_secret(actor=None, secret=secret) == VALUE
+    assert services.use_secret(actor=None, secret=secret) == VALUE.encode()
     secret.refresh_from_db()
     assert secret.usage_count == 1 and secret.last_used_at is not None
     services.deactivate_secret(actor=None, secret=secret)
@@ -109,7 +111,7 @@ def test_revealing_needs_the_permission_and_a_reason(make_client):
     staff = User.objects.get(pk=staff.pk)  # permissions are cached per instance
     with pytest.raises(InvalidInput, match="Say why"):
         services.reveal_secret(actor=staff, secret=secret, reason="  ")
-    assert services.reveal_secret(actor=staff, secret=secret, reason="debugging the integration") == VALUE
+    assert services.reveal_secret(actor=staff, secret=secret, reason="debugging the integration") == VALUE.encode()
     access = SecretAccess.objects.get(access_type="reveal")
     assert (access.actor_label, access.reason) == ("sam", "debugging the integration")
 
@@ -236,7 +238,7 @@ def test_the_tenant_role_reads_only_its_own_secrets_and_data_keys(committed, mak
         assert set(DataKey.objects.values_list("client_id", flat=True)) == {acme.pk}
         assert set(SecretAccess.objects.values_list("client_id", flat=True)) == {acme.pk}
         secret = Secret.objects.select_related("client").get()
-        assert services.use_secret(actor=None, secret=secret) == VALUE  # decrypts and logs as flows_app
+        assert services.use_secret(actor=None, secret=secret) == VALUE.encode()  # decrypts and logs as flows_app
     assert SecretAccess.objects.filter(client=acme, access_type="use").count() == 1
 
 

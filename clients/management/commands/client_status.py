@@ -6,7 +6,7 @@ from clients.management.commands.create_api_key import api_key_data
 from clients.management.commands.create_client import client_data
 from clients.models import ApiKey, Application
 from clients.selectors import client_usage, get_client, recent_events
-from config.commands import FlowsCommand, Result
+from config.commands import FlowsCommand, Result, printable
 
 
 class Command(FlowsCommand):
@@ -49,23 +49,30 @@ class Command(FlowsCommand):
             for e in events
         ]
         lines = [
-            f"{client.code}  {client.legal_name}  ({client.domain})",
+            f"{client.code}  {printable(client.legal_name)}  ({printable(client.domain)})",
             f"  status {client.status}, region {client.region}, created {client.created_at:%Y-%m-%d}",
             f"  tier {tier.name}: seats {usage.seats}/{tier.max_users}, storage {tier.storage_gb} GB, "
             f"applications {usage.applications}/{tier.max_applications}",
             f"  tier features: {', '.join(tier.features) or '—'}",
             "Applications:",
-            *[f"  {a.app_code:<16} {a.status:<9} {a.name}  [{', '.join(a.features)}]" for a in applications],
+            *[
+                f"  {a.app_code:<16} {a.status:<9} {printable(a.name)}  [{printable(', '.join(a.features))}]"
+                for a in applications
+            ],
             *(["  (none)"] if not applications else []),
             "API keys:",
             *[
                 f"  {k.prefix}  {'usable ' if k.is_usable(now) else 'revoked' if k.revoked_at else 'expired'}"
-                f"  {k.name}  [{', '.join(k.scopes)}]"
+                f"  {printable(k.name)}  [{', '.join(k.scopes)}]"
                 for k in api_keys
             ],
             *(["  (none)"] if not api_keys else []),
             "Recent audit events:",
-            *[f"  {e.occurred_at:%Y-%m-%d %H:%M:%S}  {e.action:<22} {e.actor_label}  {e.target_label}" for e in events],
+            *[
+                f"  {e.occurred_at:%Y-%m-%d %H:%M:%S}  {e.action:<22} {printable(e.actor_label)}  "
+                f"{printable(e.target_label)}"
+                for e in events
+            ],
             *(["  (none)"] if not events else []),
         ]
         return Result(data, "\n".join(lines))

@@ -1,13 +1,15 @@
 """manage.py configure_application: create or update one of a client's applications."""
 
-import json
-from pathlib import Path
-
+from clients.configuration import MAX_CONFIGURATION_BYTES
 from clients.models import Application
 from clients.selectors import get_client
 from clients.services import configure_application
 from config.commands import FlowsCommand, Result
-from config.errors import InvalidInput
+from config.errors import InvalidInput, excerpt
+from config.validation import parse_json
+
+# Read no more than this: the stored configuration is at most MAX_CONFIGURATION_BYTES, the file may be indented.
+MAX_CONFIGURATION_FILE_BYTES = 16 * MAX_CONFIGURATION_BYTES
 
 
 class Command(FlowsCommand):
@@ -24,15 +26,16 @@ class Command(FlowsCommand):
 
     def run(self, **options):
         configuration = None
-        if options["config"]:
+        if options["config"] is not None:
+            path = excerpt(options["config"], limit=300)
             try:
-                configuration = json.loads(Path(options["config"]).read_text())
+                with open(options["config"], "rb") as file:
+                    text = file.read(MAX_CONFIGURATION_FILE_BYTES + 1)
             except OSError as error:
-                raise InvalidInput(f"cannot read {options['config']}: {error.strerror}") from None
-            except json.JSONDecodeError as error:
-                raise InvalidInput(
-                    f"{options['config']} is not valid JSON: {error.msg} (line {error.lineno})"
-                ) from None
+                raise InvalidInput(f"cannot read {path}: {error.strerror}", code="unreadable") from None
+            if len(text) > MAX_CONFIGURATION_FILE_BYTES:
+                raise InvalidInput(f"{path} is larger than {MAX_CONFIGURATION_FILE_BYTES} bytes", code="too_large")
+            configuration = parse_json(text, source=path)
         features = options["features"].split(",") if options["features"] is not None else None
         application = configure_application(
             actor=self.actor,

@@ -7,7 +7,7 @@ from django.utils import timezone
 from clients.models import ApiKey
 from clients.selectors import get_client
 from clients.services import create_api_key
-from config.commands import FlowsCommand, Result, UsageError
+from config.commands import FlowsCommand, Result, UsageError, printable
 
 
 def api_key_data(api_key: ApiKey) -> dict:
@@ -60,7 +60,7 @@ class Command(FlowsCommand):
             expires_at=timezone.now() + timedelta(days=days) if days else None,
         )
         text = (
-            f"Created API key {api_key.prefix} ({api_key.name}) for {api_key.client.code}.\n"
+            f"Created API key {api_key.prefix} ({printable(api_key.name)}) for {api_key.client.code}.\n"
             f"Key (shown once, store it now):\n{full_key}"
         )
         return Result({"api_key": api_key_data(api_key), "key": full_key}, text)

@@ -5,6 +5,7 @@ from datetime import timedelta
 
 from clients.selectors import get_application, get_client
 from config.commands import FlowsCommand, Result, UsageError
+from config.errors import excerpt
 from invitations.models import Invitation
 from invitations.services import Invitee, issue_invitation
 from invitations.tokens import invitation_link
@@ -17,7 +18,7 @@ def parse_duration(text: str) -> timedelta:
     """`90m`, `36h` or `7d` (the service checks the allowed range)."""
     match = DURATION.match((text or "").strip().lower())
     if not match:
-        raise UsageError(f"--expires-in must look like 12h or 7d, not {text!r}")
+        raise UsageError(f"--expires-in must look like 12h or 7d, not {excerpt(text)!r}")
     return timedelta(**{UNITS[match[2]]: int(match[1])})
 
 

@@ -1,7 +1,7 @@
 """manage.py list_invitations: a client's invitations, newest first; metadata only."""
 
 from clients.selectors import get_client
-from config.commands import FlowsCommand, Result, UsageError
+from config.commands import FlowsCommand, Result, UsageError, printable
 from invitations.management.commands.create_invitation import invitation_data
 from invitations.models import Invitation
 from invitations.selectors import seats_used
@@ -31,7 +31,7 @@ class Command(FlowsCommand):
         lines = [f"{client.code}: {seats} of {client.tier.max_users} seats used; {len(rows)} invitation(s) shown"]
         lines += [
             f"  {i.code}  {i.application.app_code:<14} {i.status:<9} {i.used_count}/{i.max_uses}  "
-            f"expires {i.expires_at:%Y-%m-%d %H:%M}  by {i.created_by}"
+            f"expires {i.expires_at:%Y-%m-%d %H:%M}  by {printable(i.created_by)}"
             for i in rows
         ]
         data = {"client": client.code, "seats_used": seats, "max_users": client.tier.max_users}

@@ -1,7 +1,7 @@
 """manage.py list_secrets: a client's secrets and their metadata, never their values."""
 
 from clients.selectors import get_client
-from config.commands import FlowsCommand, Result
+from config.commands import FlowsCommand, Result, printable
 from vault.management.commands.set_secret import secret_data
 from vault.selectors import secrets_of
 
@@ -21,7 +21,7 @@ class Command(FlowsCommand):
             state = "active" if secret.is_active else "inactive"
             expires = f"expires {secret.expires_at:%Y-%m-%d}" if secret.expires_at else "no expiry"
             lines.append(
-                f"  {secret.name:<28} {secret.provider:<12} {secret.secret_type:<18} {state:<8} "
+                f"  {printable(secret.name):<28} {printable(secret.provider):<12} {secret.secret_type:<18} {state:<8} "
                 f"v{secret.data_key_version}  {expires}  used {secret.usage_count}x"
             )
         return Result({"client": client.code, "secrets": [secret_data(s) for s in secrets]}, "\n".join(lines))

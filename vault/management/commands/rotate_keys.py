@@ -22,7 +22,8 @@ class Command(FlowsCommand):
         parser.add_argument("--batch-size", type=int, default=200, help="Keys per transaction with --master.")
 
     def run(self, **options):
-        if options["client"]:
+        # `is not None`: an empty --client '' is a client that does not exist, not the absence of --client.
+        if options["client"] is not None:
             key = create_data_key(actor=self.actor, client=get_client(options["client"]))
             text = f"Client {key.client.code} now encrypts with data key v{key.version}; run rewrap to move values."
             return Result({"client": key.client.code, "version": key.version}, text)

@@ -1,5 +1,7 @@
-"""manage.py set_secret: store or replace one of a client's secrets; the value comes from stdin or a prompt."""
+"""manage.py set_secret: store or replace one of a client's secrets; the value comes from stdin, a file or a prompt."""
 
+import base64
+import binascii
 import getpass
 import sys
 from datetime import timedelta
@@ -8,8 +10,13 @@ from django.utils import timezone
 
 from clients.selectors import get_client
 from config.commands import FlowsCommand, Result, UsageError
+from config.errors import InvalidInput, excerpt
 from vault.models import Secret
-from vault.services import set_secret
+from vault.selectors import value_as_text
+from vault.services import MAX_SECRET_BYTES, set_secret
+
+# Read no more than this: base64 and its line breaks make a value about a third longer.
+MAX_INPUT_BYTES = 2 * MAX_SECRET_BYTES
 
 
 def secret_data(secret: Secret) -> dict:
@@ -33,9 +40,14 @@ def secret_data(secret: Secret) -> dict:
 class Command(FlowsCommand):
     help = (
         "Store a client's secret for a provider and type, or replace its value. The value is read from stdin "
-        "(or a hidden prompt on a terminal), never from an argument, so it stays out of shell history and ps."
+        "(or a hidden prompt on a terminal) or from --file, never from an argument, so it stays out of shell history "
+        "and ps. One trailing newline of a text value is dropped (echo and editors add it); a binary value (a DER "
+        "certificate, a keystore) is stored byte for byte. With --base64 the value is read base64-encoded."
     )
-    example = "manage.py set_secret acme --provider slack --type api_key --tag chat < slack-token.txt"
+    example = (
+        "manage.py set_secret acme --provider slack --type api_key --tag chat < slack-token.txt\n"
+        "  manage.py set_secret acme --provider okta --type certificate --file okta-signing.der"
+    )
 
     def add_arguments(self, parser):
         self.add_client_argument(parser)
@@ -45,6 +57,12 @@ class Command(FlowsCommand):
         parser.add_argument("--description", help="What it is for.")
         parser.add_argument("--tag", dest="tags", action="append", help="Repeat for each tag.")
         parser.add_argument("--expires-in-days", type=int, help="Days until the secret expires (default: never).")
+        parser.add_argument("--file", metavar="PATH", help="Read the value from this file instead of stdin.")
+        parser.add_argument(
+            "--base64",
+            action="store_true",
+            help="The value is base64-encoded (on stdin or in --file): store its bytes.",
+        )
 
     def run(self, **options):
         days = options["expires_in_days"]
@@ -56,7 +74,7 @@ class Command(FlowsCommand):
             client=client,
             provider=options["provider"],
             secret_type=options["secret_type"],
-            value=self._read_value(),
+            value=self._read_value(options),
             name=options["name"],
             **self._given_metadata(options),
         )
@@ -69,8 +87,26 @@ class Command(FlowsCommand):
             metadata["expires_at"] = timezone.now() + timedelta(days=options["expires_in_days"])
         return {name: value for name, value in metadata.items() if value is not None}
 
-    def _read_value(self) -> str:
-        if sys.stdin.isatty():
-            return getpass.getpass("Value (input hidden): ")
-        value = sys.stdin.read()
-        return value[:-1] if value.endswith("\n") else value  # `echo` adds one newline; keep everything else
+    def _read_value(self, options) -> bytes:
+        if options["file"] is not None:
+            try:
+                with open(options["file"], "rb") as file:
+                    data = file.read(MAX_INPUT_BYTES + 1)
+            except OSError as error:
+                raise InvalidInput(
+                    f"Cannot read {excerpt(options['file'], limit=300)}: {error.strerror}.", code="unreadable"
+                ) from None
+        elif sys.stdin.isatty():
+            data = getpass.getpass("Value (input hidden): ").encode()
+        else:
+            data = sys.stdin.buffer.read(MAX_INPUT_BYTES + 1)
+        if len(data) > MAX_INPUT_BYTES:
+            raise InvalidInput(f"The secret's value is larger than {MAX_SECRET_BYTES} bytes.", code="value_too_large")
+        if options["base64"]:
+            try:
+                return base64.b64decode(b"".join(data.split()), validate=True)
+            except binascii.Error:
+                raise InvalidInput("The value is not valid base64.", code="invalid_base64") from None
+        if data.endswith(b"\n") and value_as_text(data) is not None:
+            return data[:-1]  # `echo` adds one newline to text; a binary value keeps every byte
+        return data
