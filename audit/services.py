@@ -137,7 +137,7 @@ def record(
         "client_id": str(client.pk) if client is not None else None,
         "client_code": client.code if client is not None else "",
         "actor_type": str(actor_type),
-        "actor_id": actor_id,
+        "actor_id": actor_id[:64],
         "actor_label": actor_label[:200],
         "action": action,
         "target_type": target_type,

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db import DatabaseError
+from django.db import DatabaseError, OperationalError
 
 from config.errors import FlowsError
 from config.validation import CONTROL_CHARACTERS
@@ -152,9 +152,15 @@ class FlowsCommand(BaseCommand):
             # Every decoding in a command is of its input (stdin, a file): bytes that should have been text.
             message = f"the input is not UTF-8 text (at byte {error.start})"  # never the byte: it may be a secret's
             raise self._failure({"code": "not_utf8", "message": message}) from None
-        except DatabaseError as error:
+        except OperationalError as error:
+            # The server is unreachable or went away: its message (host, port, reason) is what to fix.
             reason = str(error).strip().splitlines()[0] if str(error).strip() else error.__class__.__name__
-            raise self._failure({"code": "database_error", "message": f"database error: {reason}"}) from None
+            raise self._failure({"code": "database_unavailable", "message": f"database error: {reason}"}) from None
+        except DatabaseError as error:
+            # Not the server's text: it can quote the offending value (a secret, a name, a token).
+            sqlstate = getattr(error.__cause__, "sqlstate", None) or "unknown"
+            message = f"database error ({error.__class__.__name__}, SQLSTATE {sqlstate}); nothing was changed"
+            raise self._failure({"code": "database_error", "message": message}) from None
         except Exception as error:
             if options.get("traceback"):
                 raise

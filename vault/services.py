@@ -361,7 +361,7 @@ def set_secret(
         full_clean(secret, exclude=["ciphertext", "data_key_version"])
         changes = diff(before, _secret_snapshot(secret))
         if value is not None:
-            changes["value"] = "replaced" if not creating else "set"  # masked by record(): the key says "value"
+            changes["value"] = "replaced" if not creating else "set"  # what happened to it; never the value
         if not changes:
             return secret
         with conflicts_as(f"Client {client.code} already has a secret named '{secret.name}'."):

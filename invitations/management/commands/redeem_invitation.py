@@ -1,6 +1,6 @@
 """manage.py redeem_invitation: use an invitation once, as its client under RLS, and print the invitee's data."""
 
-from config.commands import FlowsCommand, Result
+from config.commands import FlowsCommand, Result, printable
 from invitations.management.commands.create_invitation import invitation_data
 from invitations.management.commands.validate_invitation import read_token
 from invitations.services import redeem_invitation
@@ -21,6 +21,6 @@ class Command(FlowsCommand):
         invitee, invitation = redemption.invitee, redemption.invitation
         text = (
             f"Redeemed {invitation.code} ({invitation.used_count}/{invitation.max_uses} used): "
-            f"{invitee['name']} <{invitee['company_email']}>"
+            f"{printable(invitee['name'])} <{printable(invitee['company_email'])}>"
         )
         return Result({"invitation": invitation_data(invitation), "invitee": invitee}, text)

@@ -5,11 +5,19 @@ import sys
 from config.commands import FlowsCommand, Result
 from invitations.management.commands.create_invitation import invitation_data
 from invitations.services import validate_invitation
+from invitations.tokens import InvitationRejected
+
+MAX_TOKEN_INPUT = 64 * 1024  # far above any token (16 KB at most): a larger input is not one
 
 
 def read_token(argument: str) -> str:
-    """The token argument, or stdin for `-` (keeps tokens out of shell history)."""
-    return (sys.stdin.read() if argument == "-" else argument).strip()
+    """The token argument, or stdin for `-` (keeps tokens out of shell history), read with a bound."""
+    if argument != "-":
+        return argument.strip()
+    data = sys.stdin.buffer.read(MAX_TOKEN_INPUT + 1) if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode()
+    if len(data) > MAX_TOKEN_INPUT:
+        raise InvitationRejected("malformed_token", "The input on stdin is far larger than any invitation token.")
+    return data.decode("utf-8", errors="replace").strip()
 
 
 class Command(FlowsCommand):
