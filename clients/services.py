@@ -214,6 +214,7 @@ def create_api_key(
     scopes: list[str],
     application: Application | str | None = None,
     expires_at=None,
+    rate_limit: int | None = None,
 ) -> tuple[ApiKey, str]:
     """Issue an API key for the client. Returns the key row and the full key, which is shown once, never stored."""
     with _atomic():
@@ -234,6 +235,7 @@ def create_api_key(
             secret_hash=secret_hash,
             scopes=sorted(set(scopes or [])),
             expires_at=expires_at,
+            rate_limit=rate_limit,
         )
         full_clean(api_key, exclude=["prefix", "secret_hash"])
         with conflicts_as(f"Client {client.code} already has an API key named '{api_key.name}'."):
@@ -244,6 +246,7 @@ def create_api_key(
             "scopes": api_key.scopes,
             "application": application.app_code if application else None,
             "expires_at": expires_at,
+            "rate_limit": rate_limit,
         }
         record(actor=actor, action="api_key.created", client=client, target=api_key, changes=diff({}, changes))
     return api_key, full_key
