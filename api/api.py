@@ -181,12 +181,11 @@ def _internal_error(request, error: Exception):
 
 
 def internal_error(request, error: BaseException):
-    """500 with the request id to quote, never a stack trace. The log has the stack without the
-    exception's message, which may carry a value from the request."""
+    """500 with the request id to quote, never a stack trace. The log has the frames (file, line,
+    function) without the exception's message or source lines, which may carry a value from the request."""
     request_id = getattr(request, "request_id", "")
-    log.error(
-        "tenant API request failed: %s\n%s", error.__class__.__name__, "".join(traceback.format_tb(error.__traceback__))
-    )
+    frames = "\n".join(f"  {f.filename}:{f.lineno} in {f.name}" for f in traceback.extract_tb(error.__traceback__))
+    log.error("tenant API request failed: %s\n%s", error.__class__.__name__, frames)
     return problems.problem(
         500, "internal_error", "The request failed on our side; quote the request id.", request_id=request_id
     )

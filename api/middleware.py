@@ -4,6 +4,8 @@ exception that did not come from the API's own handlers."""
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import BadRequest, PermissionDenied, SuspiciousOperation
+from django.http import Http404
 
 from api import problems
 
@@ -39,6 +41,9 @@ class ApiProblemMiddleware:
         return response
 
     def process_exception(self, request, exception):
+        # Django answers these itself (404, 403, 400); __call__ turns the answer into a problem.
+        if isinstance(exception, Http404 | PermissionDenied | BadRequest | SuspiciousOperation):
+            return None
         if request.path.startswith(API_PREFIX):
             from api.api import internal_error  # noqa: PLC0415 - the API module imports the URLconf's views
 

@@ -485,6 +485,7 @@ def _verify_functions(cursor) -> list[str]:
         [settings.APP_ROLE, settings.CONSOLE_ROLE],
     )
     granted = {settings.APP_ROLE: APP_FUNCTIONS, settings.CONSOLE_ROLE: CONSOLE_FUNCTIONS}
+    executable: dict[str, set[str]] = {role: set() for role in granted}
     problems = []
     for function, app_may, console_may, public_may in cursor.fetchall():
         if public_may:
@@ -492,6 +493,13 @@ def _verify_functions(cursor) -> list[str]:
         for role, may in ((settings.APP_ROLE, app_may), (settings.CONSOLE_ROLE, console_may)):
             if may and function.split("(")[0] not in granted[role]:
                 problems.append(f"role {role} may execute {function}, which is not declared")
+            if may:
+                executable[role].add(function.split("(")[0])
+    for role, declared in granted.items():
+        problems += [
+            f"role {role} cannot execute {name}, which is declared (run migrate)"
+            for name in sorted(declared - executable[role])
+        ]
     return problems
 
 
