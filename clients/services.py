@@ -252,6 +252,25 @@ def create_api_key(
     return api_key, full_key
 
 
+def set_api_key_rate_limit(*, actor, api_key: ApiKey, rate_limit: int | None) -> ApiKey:
+    """Set a key's requests per minute (None: the FLOWS_API_RATE_LIMIT_PER_MINUTE default), from its next request."""
+    with _atomic():
+        api_key = ApiKey.objects.select_for_update().select_related("client").get(pk=api_key.pk)
+        if api_key.rate_limit == rate_limit:
+            return api_key
+        before, api_key.rate_limit = api_key.rate_limit, rate_limit
+        full_clean(api_key, exclude=["prefix", "secret_hash"])
+        api_key.save(update_fields=["rate_limit"])
+        record(
+            actor=actor,
+            action="api_key.rate_limit_changed",
+            client=api_key.client,
+            target=api_key,
+            changes={"rate_limit": {"old": before, "new": rate_limit}},
+        )
+    return api_key
+
+
 def revoke_api_key(*, actor, api_key: ApiKey) -> ApiKey:
     """Revoke a key at once. Revoking a revoked key changes nothing and records nothing."""
     with _atomic():
