@@ -32,6 +32,7 @@ CONFIGURATION_READ = ApiKeyAuth("configuration:read")
 INVITATIONS_REDEEM = ApiKeyAuth("invitations:redeem")
 INVITATIONS_READ = ApiKeyAuth("invitations:read")
 ERRORS = {400: Problem, 401: Problem, 403: Problem, 429: Problem, 500: Problem}
+BODY_ERRORS = {**ERRORS, 413: Problem}
 
 
 def _client(principal: ApiPrincipal) -> Client:
@@ -112,7 +113,7 @@ def get_application_view(request, app_code: str = Path(..., pattern=APP_CODE_REG
 @router.post(
     "/invitations/validate",
     auth=INVITATIONS_REDEEM,
-    response={200: ValidationOut, **ERRORS},
+    response={200: ValidationOut, **BODY_ERRORS},
     url_name="validate_invitation",
     tags=["invitations"],
 )
@@ -125,7 +126,7 @@ def validate_invitation_view(request, payload: TokenIn):
 @router.post(
     "/invitations/redeem",
     auth=INVITATIONS_REDEEM,
-    response={200: RedemptionOut, **ERRORS},
+    response={200: RedemptionOut, **BODY_ERRORS},
     url_name="redeem_invitation",
     tags=["invitations"],
 )
