@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from api.models import Usage
 from tests.api.conftest import Api
 
 committed = pytest.mark.usefixtures("committed")
@@ -92,6 +93,8 @@ def test_an_unexpected_failure_is_a_500_problem_with_the_request_id(acme_api, mo
     assert b"must not leak" not in answer.body
     assert "must not leak" not in caplog.text and "RuntimeError" in caplog.text
     assert acme_api.key not in caplog.text
+    counters = {(u.endpoint, u.status_class): u.count for u in Usage.objects.all()}
+    assert counters == {("get_client", "5xx"): 1}, "a failed request is counted after its rollback"
 
 
 @committed
