@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
-from ninja.security.http import HttpBearer
+from ninja.security.http import HttpAuthBase
 
 from clients import apikeys
 from clients.tenancy import call_definer_function
@@ -80,25 +80,25 @@ class InsufficientScope(Forbidden):
     code = "insufficient_scope"
 
 
-class ApiKeyAuth(HttpBearer):
+class ApiKeyAuth(HttpAuthBase):
     """The bearer scheme of one scope, for ninja and the OpenAPI document.
 
     The key itself was checked once, before the tenant transaction opened (`api.tenant_run`);
     this reads the result and checks the scope, before the request body is even validated.
     """
 
+    openapi_scheme = "bearer"
+    openapi_bearerFormat = "flk_<prefix>_<secret>"  # the OpenAPI field's own name
+
     def __init__(self, scope: str):
         super().__init__()
         self.scope = scope
 
     def __call__(self, request):
-        # Not HttpBearer's: it logs the header value in DEBUG, and the header is the key.
+        # Not ninja's HttpBearer: it logs the header value in DEBUG, and the header is the key.
         principal = getattr(request, "api_principal", None)
         if principal is None:
             return None
         if self.scope not in principal.scopes:
             raise InsufficientScope(f"This API key lacks the scope {self.scope}.")
         return principal
-
-    def authenticate(self, request, token):
-        return getattr(request, "api_principal", None)

@@ -58,7 +58,7 @@ def _call(api: Api, how):
 
 
 @committed
-def test_every_bad_key_gets_the_byte_identical_401(bad_keys):
+def test_every_bad_key_gets_the_byte_identical_401(bad_keys, caplog):
     good, bad = bad_keys
     api = Api()
     assert api.get("/client", key=good).status == 200
@@ -70,6 +70,8 @@ def test_every_bad_key_gets_the_byte_identical_401(bad_keys):
     first = next(iter(answers.values()))
     assert first.headers["Content-Type"] == "application/problem+json"
     assert first.json["code"] == "unauthorized" and "RateLimit" not in first.headers
+    secrets = [how for how in bad.values() if isinstance(how, str) and len(how) > 20] + [good]
+    assert not any(secret.split("_", 2)[-1] in caplog.text for secret in secrets), "a key reached the log"
 
 
 @pytest.mark.parametrize("change", ["suspended", "deactivated", "erased"])
