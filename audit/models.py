@@ -12,6 +12,7 @@ KNOWN_ACTIONS = [
     "application.created",
     "application.updated",
     "api_key.created",
+    "api_key.rate_limit_changed",
     "api_key.revoked",
     "data_key.created",
     "data_key.destroyed",

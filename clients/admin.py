@@ -14,6 +14,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
+from api.selectors import usage_by_class
 from clients import services
 from clients.configuration import configuration_errors
 from clients.models import ApiKey, Application, Client, Tier, normalise_code, normalise_domain
@@ -22,6 +23,10 @@ from config.admin import ReadOnlyAdminMixin, confirmed_action
 from config.errors import FlowsError
 from invitations.selectors import recent_invitations
 from vault import services as vault_services
+
+
+def _usage_text(by_class: dict[str, int]) -> str:
+    return ", ".join(f"{status_class}: {count:,}" for status_class, count in by_class.items())
 
 
 class ServiceAdminMixin:
@@ -121,7 +126,9 @@ class ClientAdmin(ServiceAdminMixin, admin.ModelAdmin):
     list_filter = ["status", "tier", "region"]
     search_fields = ["code", "legal_name", "domain"]
     list_select_related = ["tier"]
-    readonly_fields = ["id", "status", "deactivated_at", "created_at", "updated_at", "usage", "recent_invitations"]
+    readonly_fields = [
+        "id", "status", "deactivated_at", "created_at", "updated_at", "usage", "api_usage", "recent_invitations",
+    ]  # fmt: skip
     inlines = [ApplicationInline]
     actions = [
         confirmed_action(
@@ -158,7 +165,10 @@ class ClientAdmin(ServiceAdminMixin, admin.ModelAdmin):
             return [(None, {"fields": main})]
         return [
             (None, {"fields": main}),
-            ("Status and usage", {"fields": ["status", "deactivated_at", "usage", "id", "created_at", "updated_at"]}),
+            (
+                "Status and usage",
+                {"fields": ["status", "deactivated_at", "usage", "api_usage", "id", "created_at", "updated_at"]},
+            ),
             ("Invitations", {"fields": ["recent_invitations"]}),
         ]
 
@@ -173,6 +183,10 @@ class ClientAdmin(ServiceAdminMixin, admin.ModelAdmin):
             f"{usage.applications} of {client.tier.max_applications} applications; "
             f"{usage.seats} of {client.tier.max_users} seats (invitation uses pending or made)"
         )
+
+    @admin.display(description="API requests this month")
+    def api_usage(self, client):
+        return _usage_text(usage_by_class(client_id=client.pk))
 
     @admin.display(description="recent invitations")
     def recent_invitations(self, client):
@@ -296,7 +310,15 @@ class ApiKeyForm(forms.ModelForm):
 
     class Meta:
         model = ApiKey
-        fields = ["client", "application", "name", "scopes", "expires_at"]
+        fields = ["client", "application", "name", "scopes", "expires_at", "rate_limit"]
+
+
+class ApiKeyRateLimitForm(forms.ModelForm):
+    """The one thing changed on an existing key: its rate limit (everything else is revoke and re-issue)."""
+
+    class Meta:
+        model = ApiKey
+        fields = ["rate_limit"]
 
 
 def _revoke(*, actor, obj, reason):
@@ -323,15 +345,23 @@ class ApiKeyAdmin(ClientLinkMixin, ServiceAdminMixin, admin.ModelAdmin):
 
     def get_fields(self, request, obj=None):
         if obj is None:
-            return ["client", "application", "name", "scopes", "expires_at"]
-        return ["client", "application", "name", "prefix", "scope_list", "state", "expires_at", "last_used_at",
-                "revoked_at", "created_at", "id"]  # fmt: skip
+            return ["client", "application", "name", "scopes", "expires_at", "rate_limit"]
+        return ["client", "application", "name", "prefix", "scope_list", "state", "expires_at", "rate_limit",
+                "last_used_at", "usage_this_month", "revoked_at", "created_at", "id"]  # fmt: skip
 
     def get_readonly_fields(self, request, obj=None):
-        return self.get_fields(request, obj) if obj else []
+        if obj is None:
+            return []
+        return [name for name in self.get_fields(request, obj) if name != "rate_limit"]
 
-    def has_change_permission(self, request, obj=None):
-        return obj is None and super().has_change_permission(request, obj)  # keys are revoked, not edited
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is not None:
+            kwargs["form"] = ApiKeyRateLimitForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    @admin.display(description="usage this month")
+    def usage_this_month(self, api_key):
+        return _usage_text(usage_by_class(client_id=api_key.client_id, api_key_id=api_key.pk))
 
     @admin.display(description="scopes")
     def scope_list(self, api_key):
@@ -344,6 +374,9 @@ class ApiKeyAdmin(ClientLinkMixin, ServiceAdminMixin, admin.ModelAdmin):
         return "usable" if api_key.is_usable(timezone.now()) else "expired"
 
     def save_model(self, request, obj, form, change):
+        if change:
+            services.set_api_key_rate_limit(actor=request.user, api_key=obj, rate_limit=form.cleaned_data["rate_limit"])
+            return
         api_key, full_key = services.create_api_key(
             actor=request.user,
             client=form.cleaned_data["client"],
@@ -351,6 +384,7 @@ class ApiKeyAdmin(ClientLinkMixin, ServiceAdminMixin, admin.ModelAdmin):
             name=form.cleaned_data["name"],
             scopes=form.cleaned_data["scopes"],
             expires_at=form.cleaned_data.get("expires_at"),
+            rate_limit=form.cleaned_data.get("rate_limit"),
         )
         obj.pk, obj._state, obj.prefix = api_key.pk, api_key._state, api_key.prefix
         obj.full_key = full_key

@@ -47,6 +47,7 @@ CONSOLE_GRANTS: dict[str, str] = {
     "sessions.Session": DML,
     "admin.LogEntry": "SELECT, INSERT, DELETE",
     "django_migrations": "SELECT",  # health_check reports unapplied migrations
+    "api.Usage": "SELECT",  # usage reports; the API's own role writes the counters
 }
 
 # The Flows applications' role: tenant tables only, every row filtered by RLS; tiers are global
@@ -70,10 +71,19 @@ APP_GRANTS: dict[str, str] = {
     "invitations.Invitation": "SELECT, UPDATE (used_count, status, accepted_at, finished_at)",
     # Verifying tokens needs the public keys: these columns only, never the wrapped private key.
     "vault.SigningKey": "SELECT (id, kid, algorithm, public_key, status, publish_until, created_at)",
+    # Metering: one upsert per request increments its counter (api/services.py).
+    "api.Usage": "SELECT, INSERT, UPDATE (count)",
 }
-# Functions in our schema each runtime role may execute (none yet): every other one is reported.
-APP_FUNCTIONS: frozenset[str] = frozenset()
+# Functions in our schema each runtime role may execute: every other one is reported. Names
+# only: apply() grants EXECUTE on every overload of the name.
+APP_FUNCTIONS: frozenset[str] = frozenset({"api_authenticate"})  # API key authentication (api/migrations/0002)
 CONSOLE_FUNCTIONS: frozenset[str] = frozenset()
+# The tables the SECURITY DEFINER functions read or write. FORCE ROW LEVEL SECURITY filters the
+# owner too, so without a policy the function would see no row; this policy, TO the owner alone,
+# gives it back exactly what it already has (the owner may lift FORCE on its own tables at any
+# time): it grants nothing new. verify() accepts it on these tables only and reports it anywhere else.
+DEFINER_POLICY = "api_auth_definer"
+DEFINER_TABLES = frozenset({"clients.ApiKey", "clients.Client", "vault.DataKey"})
 # Tables the app role may read without RLS: global, identical for every client.
 APP_GLOBAL_TABLES = {"clients.Tier", "vault.SigningKey"}
 
@@ -145,9 +155,11 @@ def apply(*, using: str = DEFAULT_DB_ALIAS) -> None:
                             sql.SQL(privileges), sql.Identifier(table), sql.Identifier(role)
                         )
                     )
+        _ensure_function_grants(cursor)
+        definer_tables = {table_name(label) for label in DEFINER_TABLES}
         for model in tenant_models():
             if model._meta.db_table in existing:
-                _ensure_policies(cursor, model)
+                _ensure_policies(cursor, model, definer=model._meta.db_table in definer_tables)
     log.info("database roles, grants and row level security policies applied")
     if settings.DATABASE_SUPERUSER_URL:
         for line in harden(settings.DATABASE_SUPERUSER_URL, database=connection.settings_dict["NAME"]):
@@ -170,15 +182,35 @@ def _ensure_role(cursor, role: str, password: str) -> None:
     cursor.execute(statement)
 
 
-def _ensure_policies(cursor, model) -> None:
+def _ensure_function_grants(cursor) -> None:
+    """EXECUTE on our functions exactly as APP_FUNCTIONS/CONSOLE_FUNCTIONS declare: revoked, then granted."""
+    cursor.execute(
+        "SELECT p.oid::regprocedure::text, p.proname FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace"
+    )
+    functions = cursor.fetchall()
+    for role, declared in ((settings.APP_ROLE, APP_FUNCTIONS), (settings.CONSOLE_ROLE, CONSOLE_FUNCTIONS)):
+        for signature, name in functions:
+            verb = "GRANT EXECUTE ON FUNCTION {} TO {}" if name in declared else "REVOKE EXECUTE ON FUNCTION {} FROM {}"
+            cursor.execute(sql.SQL(verb).format(sql.SQL(signature), sql.Identifier(role)))
+
+
+def _ensure_policies(cursor, model, *, definer: bool) -> None:
     table = sql.Identifier(model._meta.db_table)
     expression = sql.SQL(APP_POLICY_EXPRESSION.format(column=model.tenant_key))
     cursor.execute(sql.SQL("ALTER TABLE {} ENABLE ROW LEVEL SECURITY").format(table))
     cursor.execute(sql.SQL("ALTER TABLE {} FORCE ROW LEVEL SECURITY").format(table))
-    for name, role, condition in (
+    policies = [
         (APP_POLICY, settings.APP_ROLE, expression),
         (CONSOLE_POLICY, settings.CONSOLE_ROLE, sql.SQL("true")),
-    ):
+    ]
+    if definer:
+        cursor.execute(
+            "SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = to_regclass(%s)", [model._meta.db_table]
+        )
+        policies.append((DEFINER_POLICY, cursor.fetchone()[0], sql.SQL("true")))
+    else:
+        cursor.execute(sql.SQL("DROP POLICY IF EXISTS {} ON {}").format(sql.Identifier(DEFINER_POLICY), table))
+    for name, role, condition in policies:
         cursor.execute(
             "SELECT 1 FROM pg_policies WHERE schemaname = 'public' AND tablename = %s AND policyname = %s",
             [model._meta.db_table, name],
@@ -453,6 +485,7 @@ def _verify_functions(cursor) -> list[str]:
         [settings.APP_ROLE, settings.CONSOLE_ROLE],
     )
     granted = {settings.APP_ROLE: APP_FUNCTIONS, settings.CONSOLE_ROLE: CONSOLE_FUNCTIONS}
+    executable: dict[str, set[str]] = {role: set() for role in granted}
     problems = []
     for function, app_may, console_may, public_may in cursor.fetchall():
         if public_may:
@@ -460,6 +493,13 @@ def _verify_functions(cursor) -> list[str]:
         for role, may in ((settings.APP_ROLE, app_may), (settings.CONSOLE_ROLE, console_may)):
             if may and function.split("(")[0] not in granted[role]:
                 problems.append(f"role {role} may execute {function}, which is not declared")
+            if may:
+                executable[role].add(function.split("(")[0])
+    for role, declared in granted.items():
+        problems += [
+            f"role {role} cannot execute {name}, which is declared (run migrate)"
+            for name in sorted(declared - executable[role])
+        ]
     return problems
 
 
@@ -522,7 +562,9 @@ def _verify_tenant_coverage(cursor) -> list[str]:
 
 def _verify_table(cursor, table: str, model, app_role: str, console_role: str) -> list[str]:
     cursor.execute(
-        "SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = to_regclass(%s)", [f"public.{table}"]
+        "SELECT relrowsecurity, relforcerowsecurity, pg_get_userbyid(relowner) FROM pg_class"
+        " WHERE oid = to_regclass(%s)",
+        [f"public.{table}"],
     )
     row = cursor.fetchone()
     if row is None:
@@ -550,7 +592,24 @@ def _verify_table(cursor, table: str, model, app_role: str, console_role: str) -
             problems.append(f"table {table}: policy {name} does not have the exact tenant shape ({qual!r})")
     if len(console_policies) != 1:
         problems.append(f"table {table}: expected exactly one policy for {console_role}, found {len(console_policies)}")
-    return problems + _verify_tenant_links(cursor, table, model)
+    others = [p for p in policies if p not in app_policies and p not in console_policies]
+    return problems + _verify_definer_policy(table, row[2], others) + _verify_tenant_links(cursor, table, model)
+
+
+def _verify_definer_policy(table: str, owner: str, policies: list) -> list[str]:
+    """A declared definer table has exactly the owner's `api_auth_definer` policy besides the two; others have none."""
+    declared = table in {table_name(label) for label in DEFINER_TABLES}
+    problems = []
+    for name, permissive, roles, cmd, qual, with_check in policies:
+        exact = (
+            declared and name == DEFINER_POLICY and permissive == "PERMISSIVE" and cmd == "ALL" and roles == [owner]
+            and normalise_expression(qual) == "true" and normalise_expression(with_check) == "true"
+        )  # fmt: skip
+        if not exact:
+            problems.append(f"table {table}: unexpected policy {name} (TO {', '.join(roles)})")
+    if declared and not any(p[0] == DEFINER_POLICY for p in policies):
+        problems.append(f"table {table}: policy {DEFINER_POLICY} for the owner is missing (run migrate)")
+    return problems
 
 
 def _verify_tenant_links(cursor, table: str, model) -> list[str]:

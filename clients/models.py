@@ -5,7 +5,14 @@ from __future__ import annotations
 import uuid
 
 from django.contrib.postgres.fields import ArrayField
-from django.core.validators import DomainNameValidator, MaxLengthValidator, MinLengthValidator, RegexValidator
+from django.core.validators import (
+    DomainNameValidator,
+    MaxLengthValidator,
+    MaxValueValidator,
+    MinLengthValidator,
+    MinValueValidator,
+    RegexValidator,
+)
 from django.db import models
 from django.db.models.functions import Lower
 
@@ -181,6 +188,12 @@ class ApiKey(models.Model):
     secret_hash = models.CharField(max_length=64, editable=False)
     scopes = ArrayField(models.CharField(max_length=40, choices=Scope.choices), default=list)
     expires_at = models.DateTimeField(null=True, blank=True)
+    rate_limit = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(1_000_000)],
+        help_text="Requests per minute; empty means the FLOWS_API_RATE_LIMIT_PER_MINUTE default.",
+    )
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)

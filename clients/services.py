@@ -218,6 +218,7 @@ def create_api_key(
     scopes: list[str],
     application: Application | str | None = None,
     expires_at=None,
+    rate_limit: int | None = None,
 ) -> tuple[ApiKey, str]:
     """Issue an API key for the client. Returns the key row and the full key, which is shown once, never stored."""
     refuse_control_characters(name=name)
@@ -239,6 +240,7 @@ def create_api_key(
             secret_hash=secret_hash,
             scopes=sorted(set(scopes or [])),
             expires_at=expires_at,
+            rate_limit=rate_limit,
         )
         full_clean(api_key, exclude=["prefix", "secret_hash"])
         with conflicts_as(f"Client {client.code} already has an API key named '{api_key.name}'."):
@@ -249,9 +251,29 @@ def create_api_key(
             "scopes": api_key.scopes,
             "application": application.app_code if application else None,
             "expires_at": expires_at,
+            "rate_limit": rate_limit,
         }
         record(actor=actor, action="api_key.created", client=client, target=api_key, changes=diff({}, changes))
     return api_key, full_key
+
+
+def set_api_key_rate_limit(*, actor, api_key: ApiKey, rate_limit: int | None) -> ApiKey:
+    """Set a key's requests per minute (None: the FLOWS_API_RATE_LIMIT_PER_MINUTE default), from its next request."""
+    with _atomic():
+        api_key = ApiKey.objects.select_for_update().select_related("client").get(pk=api_key.pk)
+        if api_key.rate_limit == rate_limit:
+            return api_key
+        before, api_key.rate_limit = api_key.rate_limit, rate_limit
+        full_clean(api_key, exclude=["prefix", "secret_hash"])
+        api_key.save(update_fields=["rate_limit"])
+        record(
+            actor=actor,
+            action="api_key.rate_limit_changed",
+            client=api_key.client,
+            target=api_key,
+            changes={"rate_limit": {"old": before, "new": rate_limit}},
+        )
+    return api_key
 
 
 def revoke_api_key(*, actor, api_key: ApiKey) -> ApiKey:

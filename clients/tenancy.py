@@ -175,6 +175,17 @@ def _uniform_integrity_errors() -> Iterator[None]:
         raise InvalidInput(GENERIC_WRITE_ERROR, code="invalid_request") from None
 
 
+def call_definer_function(sql: str, params: list) -> tuple | None:
+    """The one kind of statement the tenant alias runs outside a tenant context: a SECURITY DEFINER
+    function declared in `dbroles.APP_FUNCTIONS` (API key authentication, before the tenant is
+    known). Sent straight to the driver, past the guard, in its own transaction unless one is open;
+    returns the first row."""
+    connection = connections[settings.TENANT_DB_ALIAS]
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        return connection.connection.execute(sql, params).fetchone()
+
+
 def check_tenant_statement(connection, sql) -> None:
     """Refuse a statement on the tenant alias that does not run inside the current tenant's transaction."""
     if isinstance(sql, str) and _TRANSACTION_CONTROL.fullmatch(sql):

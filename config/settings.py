@@ -35,10 +35,14 @@ INSTALLED_APPS = [
     "audit",
     "vault",
     "invitations",
+    "api",
+    # Serves django-ninja's bundled Swagger UI files, so /api/v1/docs loads nothing from elsewhere.
+    "ninja",
 ]
 
 MIDDLEWARE = [
     "config.middleware.RequestContextMiddleware",
+    "api.middleware.ApiProblemMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -148,6 +152,12 @@ FLOWS_TOKEN_AUDIENCE = env.str("FLOWS_TOKEN_AUDIENCE", default="flows.thepia.net
 # The link sent to the invitee; the token goes in the fragment, which browsers never send to servers.
 FLOWS_INVITATION_LINK = env.str("FLOWS_INVITATION_LINK", default="https://{domain}/{app}/invitation#token={token}")
 FLOWS_INVITATION_RETENTION_DAYS = env.int("FLOWS_INVITATION_RETENTION_DAYS", default=90)
+
+# --- Tenant API ------------------------------------------------------------------------------
+# Requests per minute per API key, unless the key sets its own `rate_limit`.
+FLOWS_API_RATE_LIMIT_PER_MINUTE = env.int("FLOWS_API_RATE_LIMIT_PER_MINUTE", default=600)
+# Larger request bodies are refused with 413 before they are parsed.
+FLOWS_API_MAX_BODY_BYTES = 64 * 1024
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

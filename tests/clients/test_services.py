@@ -333,6 +333,10 @@ def _exercise(make_client, settings) -> dict:
             lambda: services.create_api_key(actor=None, client=acme, name="k", scopes=["configuration:read"]),
             "api_key.created",
         ),
+        "clients.services.set_api_key_rate_limit": (
+            lambda: services.set_api_key_rate_limit(actor=None, api_key=api_key, rate_limit=30),
+            "api_key.rate_limit_changed",
+        ),
         "clients.services.revoke_api_key": (
             lambda: services.revoke_api_key(actor=None, api_key=api_key),
             "api_key.revoked",

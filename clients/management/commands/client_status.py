@@ -2,6 +2,7 @@
 
 from django.utils import timezone
 
+from api.selectors import usage_by_class
 from clients.management.commands.create_api_key import api_key_data
 from clients.management.commands.create_client import client_data
 from clients.models import ApiKey, Application
@@ -39,6 +40,8 @@ class Command(FlowsCommand):
             {"app_code": a.app_code, "name": a.name, "status": a.status, "features": a.features} for a in applications
         ]
         data["api_keys"] = [api_key_data(k) for k in api_keys]
+        api_usage = usage_by_class(client_id=client.pk)
+        data["api_usage_this_month"] = api_usage
         data["recent_events"] = [
             {
                 "occurred_at": e.occurred_at.isoformat(),
@@ -67,6 +70,7 @@ class Command(FlowsCommand):
                 for k in api_keys
             ],
             *(["  (none)"] if not api_keys else []),
+            f"API requests this month: {', '.join(f'{name}: {count:,}' for name, count in api_usage.items())}",
             "Recent audit events:",
             *[
                 f"  {e.occurred_at:%Y-%m-%d %H:%M:%S}  {e.action:<22} {printable(e.actor_label)}  "

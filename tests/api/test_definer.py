@@ -1,0 +1,93 @@
+"""The authentication function's privileges and the policies it needs, as the roles themselves see them."""
+
+from __future__ import annotations
+
+import hashlib
+
+import psycopg
+import pytest
+from django.conf import settings
+from django.db import connections
+
+from clients import dbroles
+from tests.conftest import connect_as
+
+committed = pytest.mark.usefixtures("committed")
+FUNCTION = "api_authenticate(text, text, integer)"
+
+
+def _owner(statement: str, params=()):
+    with connections["default"].cursor() as cursor:
+        cursor.execute(statement, params)
+        return cursor.fetchall() if cursor.description else None
+
+
+@committed
+def test_only_flows_app_may_execute_the_function():
+    rows = _owner(
+        "SELECT has_function_privilege(%s, %s::regprocedure, 'EXECUTE'), has_function_privilege(%s, %s::regprocedure,"
+        " 'EXECUTE'), EXISTS (SELECT 1 FROM pg_proc p, aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a"
+        " WHERE p.oid = %s::regprocedure AND a.grantee = 0)",
+        [settings.APP_ROLE, FUNCTION, settings.CONSOLE_ROLE, FUNCTION, FUNCTION],
+    )
+    assert rows == [(True, False, False)]
+    with connect_as(settings.CONSOLE_DB_ALIAS) as console, pytest.raises(psycopg.errors.InsufficientPrivilege):
+        console.execute("SELECT * FROM api_authenticate('x', 'y', 1)")
+
+
+@committed
+def test_the_function_is_a_definer_with_a_pinned_search_path_owned_by_the_tables_owner():
+    rows = _owner(
+        "SELECT p.prosecdef, p.proconfig, pg_get_userbyid(p.proowner) = (SELECT pg_get_userbyid(relowner)"
+        " FROM pg_class WHERE oid = 'clients_apikey'::regclass) FROM pg_proc p WHERE p.oid = %s::regprocedure",
+        [FUNCTION],
+    )
+    assert rows == [(True, ["search_path=pg_catalog, public"], True)]
+
+
+@committed
+def test_flows_app_still_cannot_read_the_key_table_or_the_rate_windows(world, make_key, app_connection):
+    key = make_key(world[0])
+    for table in ("clients_apikey", "api_ratewindow"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            app_connection.execute(f"SELECT * FROM {table}")
+        app_connection.rollback()
+    # Through the function it gets exactly one row for the right key, none for a wrong one.
+    prefix, secret = key.split("_")[1], key.split("_", 2)[2]
+    digest = hashlib.sha256(secret.encode()).hexdigest()
+    call = "SELECT client_id, key_prefix FROM api_authenticate(%s, %s, 10)"
+    assert app_connection.execute(call, [prefix, digest]).fetchall() == [(world[0].pk, prefix)]
+    assert app_connection.execute(call, [prefix, "0" * 64]).fetchall() == []
+    assert app_connection.execute(call, ["000000000000", digest]).fetchall() == []
+
+
+@committed
+def test_verify_accepts_the_definer_policy_on_its_tables_only():
+    assert dbroles.verify() == []
+    owner = _owner("SELECT current_user")[0][0]
+    _owner(f'CREATE POLICY api_auth_definer ON invitations_invitation TO "{owner}" USING (true) WITH CHECK (true)')
+    try:
+        assert dbroles.verify() == [f"table invitations_invitation: unexpected policy api_auth_definer (TO {owner})"]
+    finally:
+        _owner("DROP POLICY api_auth_definer ON invitations_invitation")
+    _owner("DROP POLICY api_auth_definer ON clients_apikey")
+    try:
+        assert dbroles.verify() == [
+            "table clients_apikey: policy api_auth_definer for the owner is missing (run migrate)"
+        ]
+    finally:
+        dbroles.apply()
+    assert dbroles.verify() == []
+
+
+@committed
+def test_apply_converges_the_function_grants():
+    _owner(f"GRANT EXECUTE ON FUNCTION {FUNCTION} TO {settings.CONSOLE_ROLE}")
+    _owner(f"REVOKE EXECUTE ON FUNCTION {FUNCTION} FROM {settings.APP_ROLE}")
+    problems = dbroles.verify()
+    assert (
+        f"role {settings.CONSOLE_ROLE} may execute api_authenticate(text,text,integer), which is not declared"
+        in problems
+    )
+    dbroles.apply()
+    assert dbroles.verify() == []
