@@ -75,12 +75,13 @@ def load(args) -> None:
     """Generate the clients and events with COPY, as the owner, unless they are already there."""
     from django.db import connections, transaction  # noqa: PLC0415
 
-    from audit.models import AuditEvent  # noqa: PLC0415
+    from audit.models import AuditEvent, ChainHead  # noqa: PLC0415
     from clients.dbroles import APPEND_ONLY_TABLES  # noqa: PLC0415
     from clients.models import Client  # noqa: PLC0415
 
     owner = connections["default"]
     clients_table, events_table = Client._meta.db_table, AuditEvent._meta.db_table
+    heads_table = ChainHead._meta.db_table
     # The owner is subject to the FORCE'd RLS and has no policy: count in a transaction that
     # lifts FORCE and is rolled back, so nothing changes.
     with transaction.atomic(using="default"), owner.cursor() as cursor:
@@ -100,12 +101,11 @@ def load(args) -> None:
         # transaction only (ALTER TABLE is transactional: the commit re-forces it below).
         for table in (events_table, clients_table):
             cursor.execute(f"ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY")
-        # The append-only tables refuse TRUNCATE even from the owner: triggers off in this transaction only.
+        # The append-only tables refuse TRUNCATE even from the owner, and an event must follow its
+        # chain's head: triggers off in this transaction only, until the synthetic events are in.
         for table in APPEND_ONLY_TABLES:
             cursor.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
-        cursor.execute(f"TRUNCATE {events_table}, {clients_table} RESTART IDENTITY CASCADE")
-        for table in APPEND_ONLY_TABLES:
-            cursor.execute(f"ALTER TABLE {table} ENABLE TRIGGER USER")
+        cursor.execute(f"TRUNCATE {events_table}, {heads_table}, {clients_table} RESTART IDENTITY CASCADE")
 
         clients = [(uuid.UUID(int=rng.getrandbits(128), version=4), f"bench-{n:05d}") for n in range(args.clients)]
         now = datetime.now(UTC)
@@ -145,6 +145,8 @@ def load(args) -> None:
                 )  # fmt: skip
                 if (n + 1) % progress_every == 0:
                     say(f"  {n + 1:,} / {args.events:,} events copied ({time.perf_counter() - started:.0f} s)")
+        for table in APPEND_ONLY_TABLES:
+            cursor.execute(f"ALTER TABLE {table} ENABLE TRIGGER USER")
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # ALTER TABLE waits for no deferred FK check
         for table in (events_table, clients_table):
             cursor.execute(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")

@@ -90,7 +90,11 @@ APP_GLOBAL_TABLES = {"clients.Tier", "vault.SigningKey"}
 # Append-only by trigger: UPDATE, DELETE and TRUNCATE are refused for every role, the owner included.
 APPEND_ONLY_TABLES = ("audit_auditevent", "vault_secretaccess")
 # Other triggers that enforce rules for every role: table → trigger name.
-RULE_TRIGGERS = {"invitations_invitation": "invitation_lifecycle"}
+RULE_TRIGGERS = {
+    "invitations_invitation": "invitation_lifecycle",
+    "audit_chainhead": "chainhead_follows_events",
+    "vault_secret": "secret_usage_forward",
+}
 
 APP_POLICY = "tenant_isolation"
 CONSOLE_POLICY = "console_all"
@@ -131,6 +135,7 @@ def apply(*, using: str = DEFAULT_DB_ALIAS) -> None:
     with transaction.atomic(using=using), connection.cursor() as cursor:
         for role, password in _roles().items():
             _ensure_role(cursor, role, password)
+            _ensure_role_settings(cursor, role)
         roles = [sql.Identifier(role) for role in _roles()]
         role_list = sql.SQL(", ").join(roles)
         database = sql.Identifier(connection.settings_dict["NAME"])
@@ -164,6 +169,28 @@ def apply(*, using: str = DEFAULT_DB_ALIAS) -> None:
     if settings.DATABASE_SUPERUSER_URL:
         for line in harden(settings.DATABASE_SUPERUSER_URL, database=connection.settings_dict["NAME"]):
             log.info("hardening: %s", line)
+
+
+# Role-level settings, exactly these (a role may `ALTER ROLE … SET` itself: the set-up resets what
+# else it finds, and verify() reports it). Staff-side work fails with a clear error instead of
+# waiting without end on a row the tenant role holds (its own client's, through a foreign-key
+# check); an idle transaction of the tenant role does not hold its locks for ever.
+ROLE_SETTINGS: dict[str, dict[str, str]] = {
+    "console": {"lock_timeout": "15s"},
+    "app": {"idle_in_transaction_session_timeout": "60s"},
+}
+
+
+def _role_settings() -> dict[str, dict[str, str]]:
+    return {settings.CONSOLE_ROLE: ROLE_SETTINGS["console"], settings.APP_ROLE: ROLE_SETTINGS["app"]}
+
+
+def _ensure_role_settings(cursor, role: str) -> None:
+    cursor.execute(sql.SQL("ALTER ROLE {} RESET ALL").format(sql.Identifier(role)))
+    for name, value in _role_settings()[role].items():
+        cursor.execute(
+            sql.SQL("ALTER ROLE {} SET {} = {}").format(sql.Identifier(role), sql.Identifier(name), sql.Literal(value))
+        )
 
 
 def _ensure_role(cursor, role: str, password: str) -> None:
@@ -241,7 +268,7 @@ HARDENED_FUNCTIONS = {
     # cancelling or terminating other sessions of the same role, i.e. other clients' requests
     "signalling backends": r"^pg_(cancel|terminate)_backend$",
     # other sessions' query text, with other clients' ids and values in it
-    "reading other sessions": r"^pg_stat_get_(activity|backend_activity|backend_client_addr|backend_client_port)$",
+    "reading other sessions": r"^pg_stat_get_(activity|backend_.*)$",
 }
 # Views over those functions: revoked too, so a reader gets a clear refusal, not empty columns.
 HARDENED_VIEWS = ("pg_stat_activity", "pg_locks")
@@ -363,6 +390,7 @@ def verify(*, using: str = settings.CONSOLE_DB_ALIAS) -> list[str]:
     with connections[using].cursor() as cursor:
         return [
             *_verify_roles(cursor),
+            *_verify_role_settings(cursor),
             *_verify_privileges(cursor),
             *_verify_functions(cursor),
             *_verify_rule_triggers(cursor),
@@ -378,6 +406,27 @@ def verify(*, using: str = settings.CONSOLE_DB_ALIAS) -> list[str]:
 
 def _tenant_tables() -> dict:
     return {model._meta.db_table: model for model in tenant_models()}
+
+
+def _verify_role_settings(cursor) -> list[str]:
+    """Each runtime role's own settings (`ALTER ROLE … SET`, any database) are exactly the declared ones."""
+    cursor.execute(
+        "SELECT r.rolname, s.setdatabase, s.setconfig FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole"
+        " WHERE r.rolname = ANY(%s)",
+        [list(_role_settings())],
+    )
+    found: dict[str, dict[str, str]] = {role: {} for role in _role_settings()}
+    problems = []
+    for role, database, config in cursor.fetchall():
+        for entry in config or []:
+            name, _, value = entry.partition("=")
+            if database:
+                problems.append(f"role {role} has a per-database setting {name} (run migrate)")
+            found[role][name] = value
+    for role, expected in _role_settings().items():
+        if found[role] != expected:
+            problems.append(f"role {role} has settings {found[role]}, expected {expected} (run migrate)")
+    return problems
 
 
 def _verify_roles(cursor) -> list[str]:

@@ -4,11 +4,14 @@ import logging
 import re
 import uuid
 
+from django.core.exceptions import ValidationError
 from django.http import HttpResponseBadRequest
 from django.template.loader import render_to_string
 
 from audit.context import Origin, current_origin, reset_origin, set_origin
 
+log = logging.getLogger(__name__)
+BAD_VALUE_ERRORS = (ValidationError, ValueError, OverflowError)
 FORM_URLENCODED = "application/x-www-form-urlencoded"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -65,6 +68,21 @@ class RejectUnstorableInputMiddleware:
 
     def __call__(self, request):
         if where := _unstorable(request):
-            message = f"The request was refused: {where} contains a NUL character, which no field can hold."
-            return HttpResponseBadRequest(render_to_string("400.html", {"message": message}, request=request))
+            return _bad_request(request, f"{where} contains a NUL character, which no field can hold")
         return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        """A value the console pages cannot use — a year out of range in a date filter, an id that is
+        no id in a selection or an autocomplete field — surfaces deep inside Django's admin as one of
+        these; it is the request's fault, so it is a 400 (the view's transaction has rolled back)."""
+        if not request.path.startswith("/admin/") or not isinstance(exception, BAD_VALUE_ERRORS):
+            return None
+        log.warning("refused a request with a value the admin cannot use (%s)", exception.__class__.__name__)
+        return _bad_request(
+            request, "it carries a value the console cannot use (an id, a date or a number out of range)"
+        )
+
+
+def _bad_request(request, reason: str):
+    message = f"The request was refused: {reason}."
+    return HttpResponseBadRequest(render_to_string("400.html", {"message": message}, request=request))

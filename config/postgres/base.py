@@ -11,8 +11,8 @@ _guarded_factories: dict[type, type] = {}
 
 
 def guarded_cursor_factory(factory: type) -> type:
-    """The driver's cursor class with `copy()` and `stream()` behind the tenant guard too: they reach
-    the server without passing Django's execute wrappers."""
+    """The driver's cursor class with `copy()`, `stream()` and `callproc()` behind the tenant guard
+    too: they reach the server without passing Django's execute wrappers."""
     if getattr(factory, "flows_guarded", False):
         return factory
     if factory not in _guarded_factories:
@@ -27,6 +27,11 @@ def guarded_cursor_factory(factory: type) -> type:
             def stream(self, query, *args, **kwargs):
                 tenancy.check_tenant_statement(_django_connection(), query)
                 return super().stream(query, *args, **kwargs)
+
+            def callproc(self, name, *args, **kwargs):
+                # Never transaction control: checked as the statement callproc() will build.
+                tenancy.check_tenant_statement(_django_connection(), None)
+                return super().callproc(name, *args, **kwargs)
 
         Guarded.__name__ = Guarded.__qualname__ = f"Guarded{factory.__name__}"
         _guarded_factories[factory] = Guarded

@@ -113,6 +113,12 @@ def test_sensitive_values_are_masked_at_any_depth():
         ),
         ({"pasted": "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiIxMjMifQ.c2lnbmF0dXJl"}, {"pasted": "***"}),
         ({"pem": "-----BEGIN PRIVATE KEY-----\nMC4CAQ\n-----END PRIVATE KEY-----"}, {"pem": "***"}),
+        # Found by the review: credentials inside a URL, and single-word names.
+        (
+            {"webhook_url": "https://alice:S3cret@hooks.example.com/x?token=abc&page=2"},
+            {"webhook_url": "https://alice:***@hooks.example.com/x?token=***&page=2"},
+        ),
+        ({"apikey": "a", "secret_value": "b"}, {"apikey": "***", "secret_value": "***"}),
     ],
 )
 def test_the_mask_goes_by_what_a_value_is_not_by_a_substring_of_its_name(changes, expected):

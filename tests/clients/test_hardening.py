@@ -18,7 +18,7 @@ from clients.models import Application
 from clients.tenancy import tenant_context
 from config.errors import TenancyError
 from config.postgres.base import DatabaseWrapper
-from tests.conftest import connect_as_superuser
+from tests.conftest import connect_as, connect_as_superuser
 
 pytestmark = pytest.mark.usefixtures("committed")
 
@@ -278,3 +278,83 @@ def test_health_check_reports_each_missing_hardening_step():
         finally:
             dbroles.harden(settings.DATABASE_SUPERUSER_URL, database=connections["default"].settings_dict["NAME"])
     assert dbroles.verify_hardening() == []
+
+
+# --- Found by the review of this issue ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE audit_chainhead SET seq = 1",
+        "UPDATE audit_chainhead SET seq = seq + 1",
+        "UPDATE audit_chainhead SET hash = repeat('0', 64)",
+    ],
+)
+def test_the_tenant_role_cannot_move_its_chain_head_to_block_its_clients_writes(two_clients, app_connection, statement):
+    acme, _ = two_clients
+    as_tenant(app_connection, acme)
+    with pytest.raises(psycopg.errors.CheckViolation):
+        app_connection.execute(statement)
+    app_connection.rollback()
+    services.update_client(actor=None, client=acme, legal_name="Still Writable")
+
+
+def test_an_event_the_tenant_role_inserts_must_follow_the_head_and_moves_it(two_clients, app_connection):
+    """An event beside the head (a seq the head does not know) would make every later write collide."""
+    acme, _ = two_clients
+    head = ChainHead.objects.get(client_id=acme.pk)
+    columns = (
+        "occurred_at, client_id, client_code, actor_type, actor_id, actor_label, action, target_type, target_id,"
+        " target_label, changes, user_agent, request_id, chain"
+    )
+    insert = (
+        f"INSERT INTO audit_auditevent ({columns}, seq, prev_hash, hash) VALUES (now(), %s, 'acme', 'system',"
+        " '', '', 'x', '', '', '', '{}', '', '', %s, %s, %s, %s)"
+    )
+    as_tenant(app_connection, acme)
+    with pytest.raises(psycopg.errors.CheckViolation):
+        app_connection.execute(insert, [acme.pk, str(acme.pk), head.seq + 5, head.hash, "f" * 64])
+    app_connection.rollback()
+    as_tenant(app_connection, acme)
+    app_connection.execute(insert, [acme.pk, str(acme.pk), head.seq + 1, head.hash, "f" * 64])
+    app_connection.commit()
+    assert ChainHead.objects.get(client_id=acme.pk).seq == head.seq + 1  # the insert moved the head
+    services.update_client(actor=None, client=acme, legal_name="Still Writable")  # and writes go on
+    assert ChainHead.objects.get(client_id=acme.pk).seq == head.seq + 2
+
+
+def test_a_runtime_role_that_changed_its_own_settings_is_reported_and_migrate_resets_it(two_clients, app_connection):
+    app_connection.execute("ALTER ROLE flows_app SET search_path = evil")
+    app_connection.commit()
+    try:
+        assert any("role flows_app has settings" in problem for problem in dbroles.verify()), dbroles.verify()
+    finally:
+        dbroles.apply()
+    assert dbroles.verify() == []
+    with connect_as(settings.CONSOLE_DB_ALIAS) as console:
+        # Staff work gives up on a row the tenant role holds (its client's, via a foreign-key check).
+        assert console.execute("SHOW lock_timeout").fetchone()[0] == "15s"
+
+
+def test_callproc_on_the_tenant_alias_goes_through_the_guard(two_clients):
+    _, globex = two_clients
+    with pytest.raises(TenancyError, match="outside tenant_context"), connections["tenant"].cursor() as cursor:
+        cursor.callproc("set_config", ["app.client_id", str(globex.pk), False])
+
+
+def test_only_the_tenancy_machinery_uses_the_driver_connection_behind_the_guard():
+    """Ratchet: `connection.connection` reaches the server without the tenant guard."""
+    import re
+    from pathlib import Path
+
+    allowed = {"clients/tenancy.py", "config/postgres/base.py", "config/views.py",
+               "clients/management/commands/health_check.py"}  # fmt: skip
+    root = Path(settings.BASE_DIR)
+    users = {
+        str(path.relative_to(root))
+        for app in ("api", "audit", "clients", "config", "invitations", "vault")
+        for path in (root / app).rglob("*.py")
+        if re.search(r"\bconnection\.connection\b", path.read_text())
+    }
+    assert users <= allowed, sorted(users - allowed)

@@ -66,3 +66,20 @@ def test_a_nul_byte_in_the_user_agent_does_not_break_the_audit_write(client):
             "tier": "free", "applications-TOTAL_FORMS": "0", "applications-INITIAL_FORMS": "0"}  # fmt: skip
     client.post(reverse("admin:clients_client_add"), form, HTTP_USER_AGENT="agent\x00x")
     assert AuditEvent.objects.get(action="client.created").user_agent == "agent\ufffdx"
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "data"),
+    [
+        ("get", "/admin/audit/auditevent/?occurred_at__year=-1", None),
+        ("get", "/admin/audit/auditevent/?occurred_at__year=99999999999999999999999", None),
+        ("post", "/admin/clients/application/add/", {"client": "abc", "app_code": "x", "name": "x"}),
+        ("post", "/admin/clients/client/", {"action": "deactivate_selected", "_selected_action": "abc", "index": "0"}),
+    ],
+)
+def test_a_value_the_admin_cannot_use_is_a_400_not_a_500(client, method, url, data):
+    """Found by the review of issue 8: ids that are no ids and years out of range, deep inside the admin."""
+    client.force_login(User.objects.create_superuser("staff", "staff@thepia.net", "not-used"))
+    response = getattr(client, method)(url, data) if data else client.get(url)
+    assert response.status_code == 400, response.status_code
+    assert "value the console cannot use" in response.content.decode()

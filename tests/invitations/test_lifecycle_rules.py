@@ -67,3 +67,47 @@ def test_the_rules_hold_for_the_console_role_too_and_resend_still_revives(accept
         actor=None, invitation=expired, invitee=invitation_services.Invitee("Grace Hopper", "grace@acme.example")
     )
     assert Invitation.objects.get(pk=expired.pk).status == "pending"
+
+
+@pytest.fixture
+def pending(world, issue):
+    invitation, _ = issue(ADA)
+    return invitation
+
+
+def test_the_tenant_role_cannot_back_date_or_revoke_and_uses_count_one_at_a_time(pending, app_connection):
+    for statement in (
+        "UPDATE invitations_invitation SET status = 'revoked', finished_at = '1990-01-01'",  # no revoker
+        "UPDATE invitations_invitation SET finished_at = '1990-01-01'",  # no status change
+        "UPDATE invitations_invitation SET accepted_at = '1999-01-01'",
+    ):
+        as_tenant(app_connection, pending.client)
+        with pytest.raises(psycopg.errors.CheckViolation):
+            app_connection.execute(statement)
+        app_connection.rollback()
+    # A redemption written by hand gets the database's time, whatever it says.
+    as_tenant(app_connection, pending.client)
+    app_connection.execute(
+        "UPDATE invitations_invitation SET used_count = 1, status = 'accepted', accepted_at = '1999-01-01',"
+        " finished_at = NULL"
+    )
+    now = app_connection.execute("SELECT now()").fetchone()[0]
+    app_connection.commit()
+    pending.refresh_from_db()
+    assert pending.status == "accepted" and pending.finished_at == now and pending.accepted_at == now
+
+
+def test_a_secrets_usage_never_goes_back(world, app_connection):
+    from vault import services as vault_services
+
+    acme, _, _ = world
+    vault_services.set_secret(actor=None, client=acme, provider="slack", secret_type="api_key", value="v")
+    as_tenant(app_connection, acme)
+    app_connection.execute("UPDATE vault_secret SET usage_count = 5, last_used_at = now()")
+    app_connection.commit()
+    as_tenant(app_connection, acme)
+    for statement in ("UPDATE vault_secret SET usage_count = 0", "UPDATE vault_secret SET last_used_at = NULL"):
+        with pytest.raises(psycopg.errors.CheckViolation):
+            app_connection.execute(statement)
+        app_connection.rollback()
+        as_tenant(app_connection, acme)
