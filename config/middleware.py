@@ -84,5 +84,7 @@ class RejectUnstorableInputMiddleware:
 
 
 def _bad_request(request, reason: str):
-    message = f"The request was refused: {reason}."
-    return HttpResponseBadRequest(render_to_string("400.html", {"message": message}, request=request))
+    from django.contrib import admin  # noqa: PLC0415 - the admin site is configured by the URLconf
+
+    context = {"message": f"The request was refused: {reason}.", "site_header": admin.site.site_header}
+    return HttpResponseBadRequest(render_to_string("400.html", context, request=request))
