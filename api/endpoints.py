@@ -73,7 +73,12 @@ def _check_token_is_for(principal: ApiPrincipal, token: str) -> None:
 
 
 @router.get(
-    "/client", auth=CONFIGURATION_READ, response={200: ClientOut, **ERRORS}, url_name="get_client", tags=["client"]
+    "/client",
+    auth=CONFIGURATION_READ,
+    response={200: ClientOut, **ERRORS},
+    url_name="get_client",
+    tags=["client"],
+    summary="The calling client",
 )
 def get_client(request):
     """The calling client: its details, tier limits and the features its tier allows."""
@@ -85,6 +90,7 @@ def get_client(request):
     auth=CONFIGURATION_READ,
     response={200: list[ApplicationOut], **ERRORS},
     url_name="list_applications",
+    summary="The client's applications",
     tags=["client"],
 )
 def list_applications(request):
@@ -97,6 +103,7 @@ def list_applications(request):
     auth=CONFIGURATION_READ,
     response={200: ApplicationOut, 404: Problem, **ERRORS},
     url_name="get_application",
+    summary="One application",
     tags=["client"],
 )
 def get_application_view(request, app_code: str = Path(..., pattern=APP_CODE_REGEX, examples=["offboarding"])):
@@ -115,6 +122,7 @@ def get_application_view(request, app_code: str = Path(..., pattern=APP_CODE_REG
     auth=INVITATIONS_REDEEM,
     response={200: ValidationOut, **BODY_ERRORS},
     url_name="validate_invitation",
+    summary="Validate an invitation token",
     tags=["invitations"],
 )
 def validate_invitation_view(request, payload: TokenIn):
@@ -128,6 +136,7 @@ def validate_invitation_view(request, payload: TokenIn):
     auth=INVITATIONS_REDEEM,
     response={200: RedemptionOut, **BODY_ERRORS},
     url_name="redeem_invitation",
+    summary="Redeem an invitation token (once)",
     tags=["invitations"],
 )
 def redeem_invitation_view(request, payload: TokenIn):
@@ -142,6 +151,7 @@ def redeem_invitation_view(request, payload: TokenIn):
     auth=INVITATIONS_READ,
     response={200: InvitationPageOut, **ERRORS},
     url_name="list_invitations",
+    summary="The client's invitations (metadata, paginated)",
     tags=["invitations"],
 )
 def list_invitations(
