@@ -434,6 +434,7 @@ def main() -> None:
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=30)
+    Path(log.name).unlink()  # kept only when something failed
     report(args, results, trips)
     if args.drop:
         drop_database(args.database)
