@@ -6,8 +6,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha256sum requirements.lock | cut -c1-12)
 HOST ?= 127.0.0.1
 PORT ?= 8000
+NODE_EXAMPLE := examples/node-backend
+NODE_STAMP := $(NODE_EXAMPLE)/node_modules/.installed-$(shell sha256sum $(NODE_EXAMPLE)/package-lock.json | cut -c1-12)
 
-.PHONY: help venv db run test lint format stop lock bench bench-vault bench-invitations
+.PHONY: help venv node-example db run test lint format stop lock bench bench-vault bench-invitations bench-api
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -19,6 +21,14 @@ $(STAMP): requirements.lock
 
 venv: $(STAMP)  ## Create the virtualenv with the locked dependencies
 
+# The Node.js example's pinned packages (package-lock.json: integrity hashes), for its test.
+$(NODE_STAMP): $(NODE_EXAMPLE)/package.json $(NODE_EXAMPLE)/package-lock.json
+	@command -v npm >/dev/null || { echo "Node.js 20+ with npm is needed: the tests run $(NODE_EXAMPLE) (tests/api/test_node_example.py)" >&2; exit 1; }
+	cd $(NODE_EXAMPLE) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+node-example: $(NODE_STAMP)  ## Install the Node.js example's pinned packages (npm ci; git-ignored)
+
 db: venv  ## Start the embedded PostgreSQL (only when DATABASE_URL is unset)
 	@$(PY) scripts/devdb.py ensure
 
@@ -29,7 +39,7 @@ run: db  ## Migrate, load demo data, print a staff login and serve http://127.0.
 	@trap 'echo; echo "Console stopped. The database keeps running: make stop stops it."; exit 0' INT; \
 		$(PY) manage.py runserver $(HOST):$(PORT)
 
-test: db  ## Run the whole test suite against real PostgreSQL
+test: db node-example  ## Run the whole test suite against real PostgreSQL
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: db  ## RLS benchmark, by hand (bench/rls_overhead.py; BENCH_ARGS="--rounds 3000" passes options)
@@ -40,6 +50,9 @@ bench-vault: db  ## Vault benchmark, by hand (bench/vault.py; BENCH_ARGS="--secr
 
 bench-invitations: db  ## Invitations benchmark, by hand (bench/invitations.py; BENCH_ARGS passes options)
 	$(PY) bench/invitations.py $(BENCH_ARGS)
+
+bench-api: db  ## Tenant API benchmark through gunicorn, by hand (bench/api.py; BENCH_ARGS passes options)
+	$(PY) bench/api.py $(BENCH_ARGS)
 
 lint: venv  ## ruff lint and format check
 	$(VENV)/bin/ruff check .
