@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import re
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connections, router, transaction
-from django.utils import timezone
+from django.db import connections, models, router, transaction
 
+from audit import keys
 from audit.context import current_origin
 from audit.models import AuditEvent, ChainHead
 
@@ -93,6 +94,35 @@ def event_hash(prev_hash: str, fields: dict[str, Any]) -> str:
     return hashlib.sha256(f"{prev_hash}\n{canonical}".encode()).hexdigest()
 
 
+# The stored columns an event's hash covers, besides its position (see hashed_fields).
+HASHED_COLUMNS = (
+    "occurred_at", "client_id", "client_code", "actor_type", "actor_id", "actor_label", "action", "target_type",
+    "target_id", "target_label", "changes", "ip", "user_agent", "request_id", "chain",
+)  # fmt: skip
+
+
+def hashed_fields(values: dict[str, Any]) -> dict[str, Any]:
+    """What an event's hash covers, from its stored values (record() and verify_audit both use this).
+
+    A keyed event covers its key id; its place in the chain is fixed by the link (`prev_hash`),
+    so its `seq` is left out and a renumbering shows as a gap or a reordering, not as an edit of
+    every later event. Legacy (unkeyed) events covered their `seq`, and still do.
+    """
+    fields = {name: values[name] for name in HASHED_COLUMNS}
+    fields["occurred_at"] = values["occurred_at"].isoformat()
+    fields["client_id"] = None if values["client_id"] is None else str(values["client_id"])
+    if values["key_id"]:
+        fields["key_id"] = values["key_id"]
+    else:
+        fields["seq"] = values["seq"]
+    return fields
+
+
+def event_mac(key: bytes, hash_: str) -> str:
+    """HMAC-SHA256 of an event's hash: only a holder of the audit key can make one that verifies."""
+    return hmac.new(key, hash_.encode(), hashlib.sha256).hexdigest()
+
+
 def last_event(using: str, client_id: str | None, chain: str):
     """(seq, hash) of the chain's events, newest first. Filtered on client_id too: the unique index
     leads with it, and without it this lookup is a sequential scan of the whole trail."""
@@ -110,7 +140,14 @@ def _locked_head(using: str, client_id: str | None, chain: str) -> ChainHead:
     A chain without a head row (new, or written before head rows existed) gets one from its last
     event; concurrent first writers both try the insert, one wins, and both then queue on the lock.
     """
-    heads = ChainHead.objects.using(using).select_for_update().filter(client_id=client_id, chain=chain)
+    # now(): the transaction's time, the one the insert trigger gives the event (audit/migrations/0005).
+    database_now = models.Func(function="now", output_field=models.DateTimeField())
+    heads = (
+        ChainHead.objects.using(using)
+        .select_for_update()
+        .filter(client_id=client_id, chain=chain)
+        .annotate(database_now=database_now)
+    )
     head = heads.first()
     if head is None:
         seq, hash_ = last_event(using, client_id, chain).first() or (0, GENESIS_HASH)
@@ -142,9 +179,8 @@ def record(
         target_label = target_label or str(target)
     actor_type, actor_id, actor_label = actor_fields(actor)
     origin = current_origin()
-    occurred_at = timezone.now()
-    fields = {
-        "occurred_at": occurred_at.isoformat(),
+    key = keys.chain_keys().primary
+    values = {
         "client_id": str(client.pk) if client is not None else None,
         "client_code": client.code if client is not None else "",
         "actor_type": str(actor_type),
@@ -158,17 +194,13 @@ def record(
         "ip": origin.ip,
         "user_agent": origin.user_agent,
         "request_id": origin.request_id,
+        "chain": str(client.pk) if client is not None else PLATFORM_CHAIN,
+        "key_id": key.id,
     }
-    chain = fields["client_id"] or PLATFORM_CHAIN
     with transaction.atomic(using=using):
         # One lock per chain, on a row: writers for different clients never wait on each other.
-        head = _locked_head(using, fields["client_id"], chain)
-        seq, prev_hash = head.seq + 1, head.hash
-        event = AuditEvent.objects.using(using).create(
-            **{**fields, "occurred_at": occurred_at},
-            chain=chain,
-            seq=seq,
-            prev_hash=prev_hash,
-            hash=event_hash(prev_hash, {**fields, "chain": chain, "seq": seq}),
-        )
-        return event  # its insert moved the head (a trigger: audit/migrations/0004)
+        head = _locked_head(using, values["client_id"], values["chain"])
+        values |= {"occurred_at": head.database_now, "seq": head.seq + 1, "prev_hash": head.hash}
+        values["hash"] = event_hash(head.hash, hashed_fields(values))
+        values["mac"] = event_mac(key.key, values["hash"])
+        return AuditEvent.objects.using(using).create(**values)  # its insert moved the head (audit/migrations/0004)

@@ -31,6 +31,7 @@ CONSOLE_GRANTS: dict[str, str] = {
     "clients.ApiKey": "SELECT, INSERT, UPDATE",  # revoked, never deleted
     "audit.AuditEvent": "SELECT, INSERT",
     "audit.ChainHead": "SELECT, INSERT, UPDATE (seq, hash)",
+    "audit.Checkpoint": "SELECT, INSERT",  # audit_checkpoint appends; verify_audit --resume reads
     "clients.JobLock": "SELECT, INSERT, UPDATE (name)",  # FOR UPDATE needs an UPDATE grant
     "vault.DataKey": "SELECT, INSERT, UPDATE",  # destroyed by erasure, never deleted
     "vault.Secret": DML,
@@ -88,7 +89,7 @@ DEFINER_TABLES = frozenset({"clients.ApiKey", "clients.Client", "vault.DataKey"}
 APP_GLOBAL_TABLES = {"clients.Tier", "vault.SigningKey"}
 
 # Append-only by trigger: UPDATE, DELETE and TRUNCATE are refused for every role, the owner included.
-APPEND_ONLY_TABLES = ("audit_auditevent", "vault_secretaccess")
+APPEND_ONLY_TABLES = ("audit_auditevent", "audit_checkpoint", "vault_secretaccess")
 # Other triggers that enforce rules for every role: table → trigger name.
 RULE_TRIGGERS = {
     "invitations_invitation": "invitation_lifecycle",
