@@ -11,8 +11,8 @@ import pytest
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
-from audit.models import AuditEvent
 from audit import keys
+from audit.models import AuditEvent
 from audit.services import (
     GENESIS_HASH,
     HASHED_COLUMNS,
