@@ -120,7 +120,10 @@ def signature_valid(public: Ed25519PublicKey, signature: str, message: bytes) ->
 
 def generate_chain_key(key_id: str | None = None) -> str:
     """A new `FLOWS_AUDIT_KEYS` entry."""
-    return keyring.generate(key_id or f"ak{datetime.now(UTC):%Y%m%d}-{secrets.token_hex(2)}")
+    key_id = key_id or f"ak{datetime.now(UTC):%Y%m%d}-{secrets.token_hex(2)}"
+    if not keyring.KEY_ID.match(key_id):
+        raise AuditKeyError("A key id is 1-32 letters, digits, '-' or '_'.")
+    return keyring.generate(key_id)
 
 
 def generate_signing_key(key_id: str | None = None) -> tuple[str, str]:

@@ -10,10 +10,12 @@ from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connections, models, router, transaction
+from django.utils import timezone
 
 from audit import keys
 from audit.context import current_origin
-from audit.models import AuditEvent, ChainHead
+from audit.models import AuditEvent, ChainHead, Checkpoint
+from clients.locks import single_run
 
 PLATFORM_CHAIN = "platform"
 GENESIS_HASH = "0" * 64
@@ -204,3 +206,64 @@ def record(
         values["hash"] = event_hash(head.hash, hashed_fields(values))
         values["mac"] = event_mac(key.key, values["hash"])
         return AuditEvent.objects.using(using).create(**values)  # its insert moved the head (audit/migrations/0004)
+
+
+CHECKPOINT_LOCK = "audit_checkpoint"
+
+
+def checkpoint_message(client_id, chain: str, seq: int, hash_: str, *, signed_at: str, key_id: str) -> bytes:
+    """The exact bytes a checkpoint's signature covers (canonical JSON)."""
+    body = {"client_id": client_id, "chain": chain, "seq": seq, "hash": hash_, "signed_at": signed_at, "key_id": key_id}
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
+def checkpoint_line(checkpoint: Checkpoint) -> dict[str, Any]:
+    """A checkpoint as its JSON Lines record: what operators ship outside the database."""
+    return {
+        "client_id": None if checkpoint.client_id is None else str(checkpoint.client_id),
+        "chain": checkpoint.chain,
+        "seq": checkpoint.seq,
+        "hash": checkpoint.hash,
+        "signed_at": checkpoint.signed_at.isoformat(),
+        "key_id": checkpoint.key_id,
+        "signature": checkpoint.signature,
+    }
+
+
+def create_checkpoints(*, actor, client=None) -> list[Checkpoint] | None:
+    """Sign every chain's head (or one client's) with the checkpoint key and store the checkpoints; None if another
+    run holds the lock.
+
+    The run's own event comes first, in the same transaction, so the platform chain's checkpoint
+    covers it. The key is read before anything is written: a missing key changes nothing.
+    """
+    key = keys.signing_key()
+    using = router.db_for_write(Checkpoint)
+    with single_run(CHECKPOINT_LOCK) as acquired:
+        if not acquired:
+            return None
+        with transaction.atomic(using=using, durable=True):
+            record(actor=actor, action="audit.checkpointed", changes={"client": client.code if client else "all"})
+            heads = ChainHead.objects.using(using).order_by("client_id", "chain")
+            if client is not None:
+                # The platform chain too: it holds this run's own event.
+                heads = heads.filter(models.Q(client_id=client.pk) | models.Q(client_id__isnull=True))
+            signed_at = timezone.now()
+            checkpoints = []
+            for head in heads.iterator(chunk_size=5000):
+                client_id = None if head.client_id is None else str(head.client_id)
+                message = checkpoint_message(
+                    client_id, head.chain, head.seq, head.hash, signed_at=signed_at.isoformat(), key_id=key.id
+                )
+                checkpoints.append(
+                    Checkpoint(
+                        client_id=head.client_id,
+                        chain=head.chain,
+                        seq=head.seq,
+                        hash=head.hash,
+                        signed_at=signed_at,
+                        key_id=key.id,
+                        signature=key.sign(message),
+                    )
+                )
+            return Checkpoint.objects.using(using).bulk_create(checkpoints, batch_size=1000)

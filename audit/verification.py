@@ -28,7 +28,7 @@ from typing import Any
 
 from audit import keys
 from audit.models import AuditEvent, ChainHead, Checkpoint
-from audit.services import GENESIS_HASH, HASHED_COLUMNS, event_hash, event_mac, hashed_fields
+from audit.services import GENESIS_HASH, HASHED_COLUMNS, checkpoint_message, event_hash, event_mac, hashed_fields
 
 CHAIN_FIELDS = ("id", "seq", "prev_hash", "hash", "key_id", "mac")
 EVENT_FIELDS = (*CHAIN_FIELDS, *HASHED_COLUMNS)
@@ -80,12 +80,6 @@ class SignedCheckpoint:
         return checkpoint_message(
             self.client_id, self.chain, self.seq, self.hash, signed_at=self.signed_at, key_id=self.key_id
         )
-
-
-def checkpoint_message(client_id, chain: str, seq: int, hash_: str, *, signed_at: str, key_id: str) -> bytes:
-    """The exact bytes a checkpoint's signature covers."""
-    body = {"client_id": client_id, "chain": chain, "seq": seq, "hash": hash_, "signed_at": signed_at, "key_id": key_id}
-    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
 
 class ChainWalker:
@@ -178,16 +172,16 @@ class ChainWalker:
         elif self.last and head[1] != self.last[1]:
             self._problem("broken link", None, f"the chain head's hash is not its last event's (seq {head[0]})")
 
-    def check_checkpoints(self, checkpoints: list[SignedCheckpoint], hashes: dict[int, str]) -> None:
+    def check_checkpoints(self, checkpoints: list[SignedCheckpoint], hashes: dict[int, tuple[int, str]]) -> None:
         """Each signed checkpoint within the walk names an event that still has that hash, and none lies beyond."""
         last_seq = self.last[0] if self.last else 0
         for checkpoint in checkpoints:
             if checkpoint.seq > last_seq:
                 detail = f"a checkpoint signed {checkpoint.signed_at} recorded seq {checkpoint.seq}, past its end"
                 self._problem("truncated", None, detail)
-            elif checkpoint.seq in hashes and hashes[checkpoint.seq] != checkpoint.hash:
-                detail = f"its hash differs from the one a checkpoint signed {checkpoint.signed_at} (rewritten)"
-                self.emit(Problem("rewritten", self.chain, None, checkpoint.seq, detail))
+            elif checkpoint.seq in hashes and hashes[checkpoint.seq][1] != checkpoint.hash:
+                detail = f"its hash differs from the one a checkpoint signed {checkpoint.signed_at}"
+                self.emit(Problem("rewritten", self.chain, hashes[checkpoint.seq][0], checkpoint.seq, detail))
 
 
 def read_checkpoints(lines: Iterable[str], *, emit: Callable[[Problem], None]) -> dict[tuple, list[SignedCheckpoint]]:
@@ -278,13 +272,13 @@ def verify_database(
         )
         signed = checkpoints.get(chain, [])
         wanted = {checkpoint.seq for checkpoint in signed}
-        hashes: dict[int, str] = {}
+        hashes: dict[int, tuple[int, str]] = {}
 
         def stream(rows=rows, wanted=wanted, hashes=hashes) -> Iterator[dict]:
             for values in rows.order_by("seq").values_list(*EVENT_FIELDS).iterator(chunk_size=CHUNK_SIZE):
                 event = dict(zip(EVENT_FIELDS, values, strict=True))
                 if event["seq"] in wanted:
-                    hashes[event["seq"]] = event["hash"]
+                    hashes[event["seq"]] = (event["id"], event["hash"])
                 summary.events += 1
                 if summary.events % CHUNK_SIZE == 0:
                     progress(summary.events)
