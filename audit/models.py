@@ -42,6 +42,12 @@ KNOWN_ACTIONS = [
     "audit.exported",
 ]
 
+# The stored columns an event's hash covers, besides its position (see audit.services.hashed_fields).
+HASHED_COLUMNS = (
+    "occurred_at", "client_id", "client_code", "actor_type", "actor_id", "actor_label", "action", "target_type",
+    "target_id", "target_label", "changes", "ip", "user_agent", "request_id", "chain",
+)  # fmt: skip
+
 
 class AuditEvent(models.Model):
     """Who did what to which object, when, from where. Never updated or deleted (a trigger refuses it)."""

@@ -14,7 +14,8 @@ from django.utils import timezone
 
 from audit import keys
 from audit.context import current_origin
-from audit.models import AuditEvent, ChainHead, Checkpoint
+from audit.models import HASHED_COLUMNS, AuditEvent, ChainHead, Checkpoint
+from audit.selectors import events_in_chain_order
 from clients.locks import single_run
 
 PLATFORM_CHAIN = "platform"
@@ -94,13 +95,6 @@ def event_hash(prev_hash: str, fields: dict[str, Any]) -> str:
     """SHA-256 over the previous hash and the event's canonical JSON: editing any field breaks the chain."""
     canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(f"{prev_hash}\n{canonical}".encode()).hexdigest()
-
-
-# The stored columns an event's hash covers, besides its position (see hashed_fields).
-HASHED_COLUMNS = (
-    "occurred_at", "client_id", "client_code", "actor_type", "actor_id", "actor_label", "action", "target_type",
-    "target_id", "target_label", "changes", "ip", "user_agent", "request_id", "chain",
-)  # fmt: skip
 
 
 def hashed_fields(values: dict[str, Any]) -> dict[str, Any]:
@@ -267,3 +261,17 @@ def create_checkpoints(*, actor, client=None) -> list[Checkpoint] | None:
                     )
                 )
             return Checkpoint.objects.using(using).bulk_create(checkpoints, batch_size=1000)
+
+
+def export_events(*, actor, client=None, since=None, export_format: str):
+    """Record the export (who, which filter, which format) in its own committed transaction, then return the
+    events to stream: an export that is interrupted or fails half-way has still been recorded."""
+    using = router.db_for_write(AuditEvent)
+    with transaction.atomic(using=using, durable=True):
+        record(
+            actor=actor,
+            action="audit.exported",
+            client=client,
+            changes={"since": since.isoformat() if since else None, "format": export_format},
+        )
+    return events_in_chain_order(client_id=client.pk if client else None, since=since)

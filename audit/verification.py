@@ -28,12 +28,8 @@ from typing import Any
 
 from audit import keys
 from audit.models import AuditEvent, ChainHead, Checkpoint
-from audit.services import GENESIS_HASH, HASHED_COLUMNS, checkpoint_message, event_hash, event_mac, hashed_fields
-
-CHAIN_FIELDS = ("id", "seq", "prev_hash", "hash", "key_id", "mac")
-EVENT_FIELDS = (*CHAIN_FIELDS, *HASHED_COLUMNS)
-# Rows per round trip of the server-side cursor.
-CHUNK_SIZE = 5000
+from audit.selectors import CHUNK_SIZE, EVENT_FIELDS
+from audit.services import GENESIS_HASH, checkpoint_message, event_hash, event_mac, hashed_fields
 
 
 @dataclass(frozen=True)

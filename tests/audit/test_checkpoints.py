@@ -9,7 +9,7 @@ import pytest
 from audit import keys
 from audit.models import AuditEvent, Checkpoint
 from clients import services
-from tests.audit.test_verify import as_superuser, chain, problems, rewrite_chain
+from tests.audit.conftest import as_superuser, chain, problems, rewrite_chain
 
 
 @pytest.fixture
