@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell sha256sum requirements.lock | cut -c1-12)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: help venv db run test lint format stop lock bench bench-vault bench-invitations
+.PHONY: help venv db run test lint format stop lock bench bench-vault bench-invitations bench-audit
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -40,6 +40,9 @@ bench-vault: db  ## Vault benchmark, by hand (bench/vault.py; BENCH_ARGS="--secr
 
 bench-invitations: db  ## Invitations benchmark, by hand (bench/invitations.py; BENCH_ARGS passes options)
 	$(PY) bench/invitations.py $(BENCH_ARGS)
+
+bench-audit: db  ## Audit verification benchmark, by hand (bench/audit.py; BENCH_ARGS="--events 5000000" passes options)
+	$(PY) bench/audit.py $(BENCH_ARGS)
 
 lint: venv  ## ruff lint and format check
 	$(VENV)/bin/ruff check .
