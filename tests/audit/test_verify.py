@@ -11,9 +11,9 @@ from django.conf import settings
 from audit import keys
 from audit.models import AuditEvent
 from audit.services import HASHED_COLUMNS, event_hash, hashed_fields
-from clients import services
+from clients import dbroles, services
 from tests.audit.conftest import as_superuser, chain, problems, rewrite_chain
-from tests.conftest import connect_as
+from tests.conftest import connect_as, connect_as_superuser
 
 FIELDS = (
     "id, occurred_at, client_id, client_code, actor_type, actor_id, actor_label, action, target_type, target_id,"
@@ -168,3 +168,13 @@ def test_usage_errors(acme, manage):
     assert manage("verify_audit", "--file", "x.jsonl", "--client", "acme").code == 2
     run = manage("verify_audit", "--checkpoints", "/nonexistent/checkpoints.jsonl")
     assert run.code == 1 and "cannot be read" in run.err
+
+
+def test_a_disabled_audit_trigger_is_reported_by_the_role_check(committed):
+    with connect_as_superuser() as connection:
+        connection.execute("ALTER TABLE audit_auditevent DISABLE TRIGGER audit_event_fixed_by_db")
+        try:
+            assert "table audit_auditevent: trigger audit_event_fixed_by_db is missing or disabled" in dbroles.verify()
+        finally:
+            connection.execute("ALTER TABLE audit_auditevent ENABLE TRIGGER audit_event_fixed_by_db")
+    assert dbroles.verify() == []
