@@ -227,6 +227,14 @@ def latest_verified_checkpoints(client_id=None) -> dict[tuple, tuple[int, str]]:
     return latest
 
 
+def _chain_order(chain: tuple) -> tuple:
+    return chain[0] is None, chain[0] or "", chain[1]
+
+
+def _event_chain(event: dict) -> tuple[str | None, str]:
+    return (None if event["client_id"] is None else str(event["client_id"])), event["chain"]
+
+
 def verify_database(
     *,
     client_id=None,
@@ -236,60 +244,84 @@ def verify_database(
     emit: Callable[[Problem], None],
     progress: Callable[[int], None] = lambda done: None,
 ) -> Summary:
-    """Walk every chain in the database (or one client's), reporting problems through `emit`."""
+    """Walk every chain in the database (or one client's), reporting problems through `emit`.
+
+    A full walk reads the whole trail through one server-side cursor in the unique index's order
+    (client, chain, seq), not one query per chain: with thousands of short chains the round trips
+    would cost more than the hashing. `resume` starts each chain somewhere else, so there each
+    chain has its own query.
+    """
     summary = Summary()
+    ring = keys.chain_keys()
     heads_query = ChainHead.objects.all()
     events = AuditEvent.objects.all()
     if client_id is not None:
         heads_query = heads_query.filter(client_id=client_id)
         events = events.filter(client_id=client_id)
+    if since is not None:
+        events = events.filter(occurred_at__gte=since)
     heads = {(str(h.client_id) if h.client_id else None, h.chain): (h.seq, h.hash) for h in heads_query}
-    chains = set(heads) | {
-        (str(c) if c else None, chain) for c, chain in events.values_list("client_id", "chain").distinct()
+    checkpoints = {
+        chain: signed
+        for chain, signed in (checkpoints or {}).items()
+        if client_id is None or chain[0] == str(client_id)
     }
-    checkpoints = checkpoints or {}
-    chains |= {chain for chain in checkpoints if client_id is None or chain[0] == str(client_id)}
-    starts = latest_verified_checkpoints(client_id) if resume else {}
-    for chain in sorted(chains, key=lambda c: (c[0] is None, c[0] or "", c[1])):
-        chain_client, name = chain
-        rows = (
-            events.filter(client_id=chain_client, chain=name)
-            if chain_client
-            else events.filter(client_id__isnull=True, chain=name)
-        )
-        anchor = starts.get(chain)
-        if anchor is not None:
-            rows = rows.filter(seq__gt=anchor[0])
-        if since is not None:
-            rows = rows.filter(occurred_at__gte=since)
-            anchor = None
-        walker = ChainWalker(
-            name, emit=emit, ring=keys.chain_keys(), anchor=anchor or (None if since else (0, GENESIS_HASH))
-        )
+
+    def counted(rows) -> Iterator[dict]:
+        for values in rows.values_list(*EVENT_FIELDS).iterator(chunk_size=CHUNK_SIZE):
+            summary.events += 1
+            if summary.events % CHUNK_SIZE == 0:
+                progress(summary.events)
+            yield dict(zip(EVENT_FIELDS, values, strict=True))
+
+    def walk_chain(chain: tuple, chain_events: Iterator[dict], start: tuple[int, str] | None) -> None:
         signed = checkpoints.get(chain, [])
         wanted = {checkpoint.seq for checkpoint in signed}
         hashes: dict[int, tuple[int, str]] = {}
 
-        def stream(rows=rows, wanted=wanted, hashes=hashes) -> Iterator[dict]:
-            for values in rows.order_by("seq").values_list(*EVENT_FIELDS).iterator(chunk_size=CHUNK_SIZE):
-                event = dict(zip(EVENT_FIELDS, values, strict=True))
+        def noted() -> Iterator[dict]:
+            for event in chain_events:
                 if event["seq"] in wanted:
                     hashes[event["seq"]] = (event["id"], event["hash"])
-                summary.events += 1
-                if summary.events % CHUNK_SIZE == 0:
-                    progress(summary.events)
                 yield event
 
-        walker.walk(stream())
+        walker = ChainWalker(chain[1], emit=emit, ring=ring, anchor=None if since else start or (0, GENESIS_HASH))
+        walker.walk(noted())
         if since is None:
             walker.check_head(heads.get(chain))
         if since is None or walker.first_seq is not None:
             # A walk from --since or --resume can only judge checkpoints from where it started.
-            start = walker.first_seq if since is not None else (anchor or (0, ""))[0]
-            walker.check_checkpoints([c for c in signed if c.seq >= start], hashes)
+            first = walker.first_seq if since is not None else (start or (0, ""))[0]
+            walker.check_checkpoints([c for c in signed if c.seq >= first], hashes)
         summary.chains += 1
         summary.legacy_unkeyed += walker.legacy
         summary.checkpoints += len(signed)
+
+    if resume:
+        starts = latest_verified_checkpoints(client_id)
+        # order_by(): the model's default ordering would put its columns into the DISTINCT (one row per event).
+        found = {
+            (str(c) if c else None, name) for c, name in events.order_by().values_list("client_id", "chain").distinct()
+        }
+        for chain in sorted(set(heads) | set(checkpoints) | found, key=_chain_order):
+            rows = (
+                events.filter(client_id=chain[0], chain=chain[1])
+                if chain[0]
+                else events.filter(client_id__isnull=True, chain=chain[1])
+            )
+            start = starts.get(chain)
+            if start is not None:
+                rows = rows.filter(seq__gt=start[0])
+            walk_chain(chain, counted(rows.order_by("seq")), start)
+    else:
+        walked = set()
+        ordered = counted(events.order_by("client_id", "chain", "seq"))
+        for chain, chain_events in itertools.groupby(ordered, key=_event_chain):
+            walked.add(chain)
+            walk_chain(chain, chain_events, None)
+        # Chains whose head or checkpoints name events none of which is left.
+        for chain in sorted((set(heads) | set(checkpoints)) - walked, key=_chain_order):
+            walk_chain(chain, iter(()), None)
     progress(summary.events)
     return summary
 
