@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 
 import psycopg
@@ -178,3 +179,23 @@ def test_a_disabled_audit_trigger_is_reported_by_the_role_check(committed):
         finally:
             connection.execute("ALTER TABLE audit_auditevent ENABLE TRIGGER audit_event_fixed_by_db")
     assert dbroles.verify() == []
+
+
+def test_a_missing_or_malformed_audit_key_stops_the_worker_at_boot(settings):
+    import importlib
+
+    from django.core.checks import run_checks
+    from django.core.exceptions import ImproperlyConfigured
+
+    import config.wsgi
+
+    good = settings.FLOWS_AUDIT_KEYS
+    settings.FLOWS_AUDIT_KEYS = ""
+    assert [error.id for error in run_checks(tags=["audit"])] == ["audit.E001"]
+    settings.FLOWS_AUDIT_KEYS = "k1:AAAA"
+    with pytest.raises(ImproperlyConfigured, match=re.escape("audit.E001: FLOWS_AUDIT_KEYS: key 'k1' is 3 bytes")):
+        importlib.reload(config.wsgi)
+    settings.FLOWS_AUDIT_KEYS, settings.FLOWS_AUDIT_SIGNING_KEY = good, "s1:AAAA"
+    assert [error.id for error in run_checks(tags=["audit"])] == ["audit.E002"]
+    settings.FLOWS_AUDIT_SIGNING_KEY = keys.generate_signing_key("s1")[0]
+    importlib.reload(config.wsgi)
