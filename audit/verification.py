@@ -1,8 +1,8 @@
 """Verifying the audit trail: walk each chain in order, name every edited, deleted, inserted, reordered or forged event.
 
-Each chain is read in `seq` order through a server-side cursor (or from an exported JSON Lines
-file), one event of look-ahead: memory stays bounded whatever the trail's length. What each
-finding means:
+The trail is read in (client, chain, seq) order through one server-side cursor (or from an
+exported JSON Lines file) with one event of look-ahead: memory stays bounded whatever the
+trail's length. What each finding means:
 
 - edited: the event's mac verifies (its hash was issued with the audit key) but its fields no
   longer hash to it: someone changed the row afterwards.
@@ -41,8 +41,9 @@ class Problem:
     detail: str
 
     def line(self) -> str:
-        where = f"event {self.event_id}" if self.event_id is not None else "chain"
-        return f"{self.kind}: {where} (chain {self.chain}, seq {self.seq}): {self.detail}"
+        if self.event_id is None:
+            return f"{self.kind}: chain {self.chain}: {self.detail}"
+        return f"{self.kind}: event {self.event_id} (chain {self.chain}, seq {self.seq}): {self.detail}"
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -181,7 +182,8 @@ class ChainWalker:
 
 
 def read_checkpoints(lines: Iterable[str], *, emit: Callable[[Problem], None]) -> dict[tuple, list[SignedCheckpoint]]:
-    """Checkpoints from a JSON Lines stream, each signature checked; a bad line or signature is a problem."""
+    """The newest checkpoint per chain in a JSON Lines stream, each signature checked; a bad line or signature is a
+    problem."""
     public = keys.public_keys()
     found: dict[tuple, list[SignedCheckpoint]] = {}
     for number, line in enumerate(lines, start=1):
@@ -197,14 +199,24 @@ def read_checkpoints(lines: Iterable[str], *, emit: Callable[[Problem], None]) -
             emit(Problem("checkpoint", "-", None, None, f"line {number} is not a checkpoint"))
             continue
         key = public.get(checkpoint.key_id)
-        if key is None or not keys.signature_valid(key, checkpoint.signature, checkpoint.message()):
+        if key is None:
+            detail = (
+                f"line {number}: signed with key {checkpoint.key_id!r}, not a trusted one (FLOWS_AUDIT_PUBLIC_KEYS)"
+            )
+            emit(Problem("checkpoint", checkpoint.chain, None, checkpoint.seq, detail))
+            continue
+        if not keys.signature_valid(key, checkpoint.signature, checkpoint.message()):
             emit(
                 Problem(
                     "checkpoint", checkpoint.chain, None, checkpoint.seq, f"line {number}: signature does not verify"
                 )
             )
             continue
-        found.setdefault((checkpoint.client_id, checkpoint.chain), []).append(checkpoint)
+        # The newest checkpoint of a chain is enough: its hash pins every event before it, so a
+        # stream of a year's checkpoints costs one entry per chain.
+        chain = (checkpoint.client_id, checkpoint.chain)
+        if chain not in found or found[chain][0].seq < checkpoint.seq:
+            found[chain] = [checkpoint]
     return found
 
 
