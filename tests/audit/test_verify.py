@@ -28,6 +28,10 @@ def test_an_intact_trail_exits_0(acme, manage):
     assert "Intact:" in run.out and "legacy" not in run.out
     summary = manage("verify_audit", "--client", "acme", "--json").json
     assert summary == {"ok": True, "chains": 1, "events": 6, "legacy_unkeyed": 0, "checkpoints": 0}
+    fourth = chain(acme)[3]
+    since = manage("verify_audit", "--client", acme.code, "--since", fourth.occurred_at.isoformat(), "--json").json
+    assert since["events"] == 3  # the walk starts at the first event from then on, taking its link as given
+    assert manage("verify_audit", "--since", "2999-01-01", "--json").json["events"] == 0
 
 
 def test_an_edited_event_is_named(acme, manage):
