@@ -8,4 +8,4 @@ class AuditConfig(AppConfig):
     verbose_name = "Audit trail"
 
     def ready(self):
-        from audit import signals  # noqa: F401, PLC0415 - staff login/logout/failed-login receivers
+        from audit import checks, signals  # noqa: F401, PLC0415 - system checks; staff login/logout receivers

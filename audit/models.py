@@ -38,7 +38,15 @@ KNOWN_ACTIONS = [
     "staff.login_failed",
     "staff.user_created",
     "staff.password_reset",
+    "audit.checkpointed",
+    "audit.exported",
 ]
+
+# The stored columns an event's hash covers, besides its position (see audit.services.hashed_fields).
+HASHED_COLUMNS = (
+    "occurred_at", "client_id", "client_code", "actor_type", "actor_id", "actor_label", "action", "target_type",
+    "target_id", "target_label", "changes", "ip", "user_agent", "request_id", "chain",
+)  # fmt: skip
 
 
 class AuditEvent(models.Model):
@@ -73,6 +81,10 @@ class AuditEvent(models.Model):
     seq = models.BigIntegerField()
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64)
+    # HMAC-SHA256 of `hash` with the audit key `key_id` (FLOWS_AUDIT_KEYS, never in the database):
+    # what database credentials alone cannot produce. Empty on legacy events written before keying.
+    key_id = models.CharField(max_length=32, blank=True, default="")
+    mac = models.CharField(max_length=64, blank=True, default="")
 
     class Meta:
         ordering = ["-occurred_at", "-id"]
@@ -120,3 +132,28 @@ class ChainHead(models.Model):
 
     def __str__(self):
         return f"{self.chain} #{self.seq}"
+
+
+class Checkpoint(models.Model):
+    """A chain's head (seq, hash) at one moment, signed with the Ed25519 key only `audit_checkpoint` holds.
+
+    Also written to a stream operators ship outside the database: the copy there is what catches a
+    chain rewritten consistently by someone who could also rewrite this table.
+    """
+
+    tenant_key = "client_id"
+
+    id = models.BigAutoField(primary_key=True)
+    client_id = models.UUIDField(null=True, blank=True)
+    chain = models.CharField(max_length=40)
+    seq = models.BigIntegerField()
+    hash = models.CharField(max_length=64)
+    signed_at = models.DateTimeField()
+    key_id = models.CharField(max_length=32)
+    signature = models.CharField(max_length=100)
+
+    class Meta:
+        indexes = [models.Index(fields=["client_id", "chain", "-seq"], name="audit_checkpoint_chain")]
+
+    def __str__(self):
+        return f"{self.chain} @ {self.seq}"

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import re
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connections, router, transaction
+from django.db import connections, models, router, transaction
 from django.utils import timezone
 
+from audit import keys
 from audit.context import current_origin
-from audit.models import AuditEvent, ChainHead
+from audit.models import HASHED_COLUMNS, AuditEvent, ChainHead, Checkpoint
+from audit.selectors import events_in_chain_order
+from clients.locks import single_run
 
 PLATFORM_CHAIN = "platform"
 GENESIS_HASH = "0" * 64
@@ -93,6 +97,28 @@ def event_hash(prev_hash: str, fields: dict[str, Any]) -> str:
     return hashlib.sha256(f"{prev_hash}\n{canonical}".encode()).hexdigest()
 
 
+def hashed_fields(values: dict[str, Any]) -> dict[str, Any]:
+    """What an event's hash covers, from its stored values (record() and verify_audit both use this).
+
+    A keyed event covers its key id; its place in the chain is fixed by the link (`prev_hash`),
+    so its `seq` is left out and a renumbering shows as a gap or a reordering, not as an edit of
+    every later event. Legacy (unkeyed) events covered their `seq`, and still do.
+    """
+    fields = {name: values[name] for name in HASHED_COLUMNS}
+    fields["occurred_at"] = values["occurred_at"].isoformat()
+    fields["client_id"] = None if values["client_id"] is None else str(values["client_id"])
+    if values["key_id"]:
+        fields["key_id"] = values["key_id"]
+    else:
+        fields["seq"] = values["seq"]
+    return fields
+
+
+def event_mac(key: bytes, hash_: str) -> str:
+    """HMAC-SHA256 of an event's hash: only a holder of the audit key can make one that verifies."""
+    return hmac.new(key, hash_.encode(), hashlib.sha256).hexdigest()
+
+
 def last_event(using: str, client_id: str | None, chain: str):
     """(seq, hash) of the chain's events, newest first. Filtered on client_id too: the unique index
     leads with it, and without it this lookup is a sequential scan of the whole trail."""
@@ -110,7 +136,14 @@ def _locked_head(using: str, client_id: str | None, chain: str) -> ChainHead:
     A chain without a head row (new, or written before head rows existed) gets one from its last
     event; concurrent first writers both try the insert, one wins, and both then queue on the lock.
     """
-    heads = ChainHead.objects.using(using).select_for_update().filter(client_id=client_id, chain=chain)
+    # now(): the transaction's time, the one the insert trigger gives the event (audit/migrations/0005).
+    database_now = models.Func(function="now", output_field=models.DateTimeField())
+    heads = (
+        ChainHead.objects.using(using)
+        .select_for_update()
+        .filter(client_id=client_id, chain=chain)
+        .annotate(database_now=database_now)
+    )
     head = heads.first()
     if head is None:
         seq, hash_ = last_event(using, client_id, chain).first() or (0, GENESIS_HASH)
@@ -142,9 +175,8 @@ def record(
         target_label = target_label or str(target)
     actor_type, actor_id, actor_label = actor_fields(actor)
     origin = current_origin()
-    occurred_at = timezone.now()
-    fields = {
-        "occurred_at": occurred_at.isoformat(),
+    key = keys.chain_keys().primary
+    values = {
         "client_id": str(client.pk) if client is not None else None,
         "client_code": client.code if client is not None else "",
         "actor_type": str(actor_type),
@@ -158,17 +190,88 @@ def record(
         "ip": origin.ip,
         "user_agent": origin.user_agent,
         "request_id": origin.request_id,
+        "chain": str(client.pk) if client is not None else PLATFORM_CHAIN,
+        "key_id": key.id,
     }
-    chain = fields["client_id"] or PLATFORM_CHAIN
     with transaction.atomic(using=using):
         # One lock per chain, on a row: writers for different clients never wait on each other.
-        head = _locked_head(using, fields["client_id"], chain)
-        seq, prev_hash = head.seq + 1, head.hash
-        event = AuditEvent.objects.using(using).create(
-            **{**fields, "occurred_at": occurred_at},
-            chain=chain,
-            seq=seq,
-            prev_hash=prev_hash,
-            hash=event_hash(prev_hash, {**fields, "chain": chain, "seq": seq}),
+        head = _locked_head(using, values["client_id"], values["chain"])
+        values |= {"occurred_at": head.database_now, "seq": head.seq + 1, "prev_hash": head.hash}
+        values["hash"] = event_hash(head.hash, hashed_fields(values))
+        values["mac"] = event_mac(key.key, values["hash"])
+        return AuditEvent.objects.using(using).create(**values)  # its insert moved the head (audit/migrations/0004)
+
+
+CHECKPOINT_LOCK = "audit_checkpoint"
+
+
+def checkpoint_message(client_id, chain: str, seq: int, hash_: str, *, signed_at: str, key_id: str) -> bytes:
+    """The exact bytes a checkpoint's signature covers (canonical JSON)."""
+    body = {"client_id": client_id, "chain": chain, "seq": seq, "hash": hash_, "signed_at": signed_at, "key_id": key_id}
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
+def checkpoint_line(checkpoint: Checkpoint) -> dict[str, Any]:
+    """A checkpoint as its JSON Lines record: what operators ship outside the database."""
+    return {
+        "client_id": None if checkpoint.client_id is None else str(checkpoint.client_id),
+        "chain": checkpoint.chain,
+        "seq": checkpoint.seq,
+        "hash": checkpoint.hash,
+        "signed_at": checkpoint.signed_at.isoformat(),
+        "key_id": checkpoint.key_id,
+        "signature": checkpoint.signature,
+    }
+
+
+def create_checkpoints(*, actor, client=None) -> list[Checkpoint] | None:
+    """Sign every chain's head (or one client's) with the checkpoint key and store the checkpoints; None if another
+    run holds the lock.
+
+    The run's own event comes first, in the same transaction, so the platform chain's checkpoint
+    covers it. The key is read before anything is written: a missing key changes nothing.
+    """
+    key = keys.signing_key()
+    using = router.db_for_write(Checkpoint)
+    with single_run(CHECKPOINT_LOCK) as acquired:
+        if not acquired:
+            return None
+        with transaction.atomic(using=using, durable=True):
+            record(actor=actor, action="audit.checkpointed", changes={"client": client.code if client else "all"})
+            heads = ChainHead.objects.using(using).order_by("client_id", "chain")
+            if client is not None:
+                # The platform chain too: it holds this run's own event.
+                heads = heads.filter(models.Q(client_id=client.pk) | models.Q(client_id__isnull=True))
+            signed_at = timezone.now()
+            checkpoints = []
+            for head in heads.iterator(chunk_size=5000):
+                client_id = None if head.client_id is None else str(head.client_id)
+                message = checkpoint_message(
+                    client_id, head.chain, head.seq, head.hash, signed_at=signed_at.isoformat(), key_id=key.id
+                )
+                checkpoints.append(
+                    Checkpoint(
+                        client_id=head.client_id,
+                        chain=head.chain,
+                        seq=head.seq,
+                        hash=head.hash,
+                        signed_at=signed_at,
+                        key_id=key.id,
+                        signature=key.sign(message),
+                    )
+                )
+            return Checkpoint.objects.using(using).bulk_create(checkpoints, batch_size=1000)
+
+
+def export_events(*, actor, client=None, since=None, export_format: str):
+    """Record the export (who, which filter, which format) in its own committed transaction, then return the
+    events to stream: an export that is interrupted or fails half-way has still been recorded."""
+    using = router.db_for_write(AuditEvent)
+    with transaction.atomic(using=using, durable=True):
+        record(
+            actor=actor,
+            action="audit.exported",
+            client=client,
+            changes={"since": since.isoformat() if since else None, "format": export_format},
         )
-        return event  # its insert moved the head (a trigger: audit/migrations/0004)
+    return events_in_chain_order(client_id=client.pk if client else None, since=since)

@@ -31,6 +31,7 @@ CONSOLE_GRANTS: dict[str, str] = {
     "clients.ApiKey": "SELECT, INSERT, UPDATE",  # revoked, never deleted
     "audit.AuditEvent": "SELECT, INSERT",
     "audit.ChainHead": "SELECT, INSERT, UPDATE (seq, hash)",
+    "audit.Checkpoint": "SELECT, INSERT",  # audit_checkpoint appends; verify_audit --resume reads
     "clients.JobLock": "SELECT, INSERT, UPDATE (name)",  # FOR UPDATE needs an UPDATE grant
     "vault.DataKey": "SELECT, INSERT, UPDATE",  # destroyed by erasure, never deleted
     "vault.Secret": DML,
@@ -88,13 +89,17 @@ DEFINER_TABLES = frozenset({"clients.ApiKey", "clients.Client", "vault.DataKey"}
 APP_GLOBAL_TABLES = {"clients.Tier", "vault.SigningKey"}
 
 # Append-only by trigger: UPDATE, DELETE and TRUNCATE are refused for every role, the owner included.
-APPEND_ONLY_TABLES = ("audit_auditevent", "vault_secretaccess")
-# Other triggers that enforce rules for every role: table → trigger name.
-RULE_TRIGGERS = {
-    "invitations_invitation": "invitation_lifecycle",
-    "audit_chainhead": "chainhead_follows_events",
-    "vault_secret": "secret_usage_forward",
-}
+APPEND_ONLY_TABLES = ("audit_auditevent", "audit_checkpoint", "vault_secretaccess")
+# Other triggers that enforce rules for every role: (table, trigger name).
+RULE_TRIGGERS = (
+    ("invitations_invitation", "invitation_lifecycle"),
+    ("audit_chainhead", "chainhead_follows_events"),
+    # An event follows its chain's head and moves it; the database sets its time and wants a mac.
+    ("audit_auditevent", "audit_event_links_to_head"),
+    ("audit_auditevent", "audit_event_moves_head"),
+    ("audit_auditevent", "audit_event_fixed_by_db"),
+    ("vault_secret", "secret_usage_forward"),
+)
 
 APP_POLICY = "tenant_isolation"
 CONSOLE_POLICY = "console_all"
@@ -560,7 +565,7 @@ def _verify_rule_triggers(cursor) -> list[str]:
     enabled = set(cursor.fetchall())
     return [
         f"table {table}: trigger {trigger} is missing or disabled"
-        for table, trigger in RULE_TRIGGERS.items()
+        for table, trigger in RULE_TRIGGERS
         if (table, trigger) not in enabled
     ]
 

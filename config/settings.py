@@ -146,6 +146,15 @@ FLOWS_MASTER_KEYS_FILE = env.str("FLOWS_MASTER_KEYS_FILE", default="")
 # The longest an invitation token may live: a retired signing key stays published this long.
 FLOWS_TOKEN_MAX_LIFETIME_DAYS = env.int("FLOWS_TOKEN_MAX_LIFETIME_DAYS", default=30)
 
+# --- Audit trail ------------------------------------------------------------------------------
+# The chain's HMAC keys, `<id>:<base64 32 bytes>`, comma-separated, the first current; the
+# checkpoint signing key (Ed25519, `<id>:<base64 32 bytes>`, inline or in a file) and the public
+# halves of retired signing keys. Never stored in the database. See docs/audit.md.
+FLOWS_AUDIT_KEYS = env.str("FLOWS_AUDIT_KEYS", default="")
+FLOWS_AUDIT_SIGNING_KEY = env.str("FLOWS_AUDIT_SIGNING_KEY", default="")
+FLOWS_AUDIT_SIGNING_KEY_FILE = env.str("FLOWS_AUDIT_SIGNING_KEY_FILE", default="")
+FLOWS_AUDIT_PUBLIC_KEYS = env.str("FLOWS_AUDIT_PUBLIC_KEYS", default="")
+
 # --- Invitations -----------------------------------------------------------------------------
 FLOWS_TOKEN_ISSUER = env.str("FLOWS_TOKEN_ISSUER", default="https://console.thepia.net")
 FLOWS_TOKEN_AUDIENCE = env.str("FLOWS_TOKEN_AUDIENCE", default="flows.thepia.net")

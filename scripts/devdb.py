@@ -195,6 +195,9 @@ def ensure() -> None:
     env.setdefault("DEV_ADMIN_PASSWORD", secrets.token_urlsafe(12))
     # The vault's master key ring (docs/vault.md), same format as manage.py generate_master_key prints.
     env.setdefault("FLOWS_MASTER_KEYS", f"dev1:{base64.b64encode(secrets.token_bytes(32)).decode()}")
+    # The audit chain's HMAC key and the checkpoint signing key (docs/audit.md), for development only.
+    env.setdefault("FLOWS_AUDIT_KEYS", f"devaudit1:{base64.b64encode(secrets.token_bytes(32)).decode()}")
+    env.setdefault("FLOWS_AUDIT_SIGNING_KEY", f"devsign1:{base64.b64encode(secrets.token_bytes(32)).decode()}")
     user = server_os_user()
     if not DATA.joinpath("PG_VERSION").exists():
         print(f"devdb: initialising an embedded PostgreSQL in {DATA}")

@@ -11,8 +11,19 @@ import pytest
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
+from audit import keys
 from audit.models import AuditEvent
-from audit.services import GENESIS_HASH, PLATFORM_CHAIN, event_hash, last_event, mask_changes, record
+from audit.services import (
+    GENESIS_HASH,
+    HASHED_COLUMNS,
+    PLATFORM_CHAIN,
+    event_hash,
+    event_mac,
+    hashed_fields,
+    last_event,
+    mask_changes,
+    record,
+)
 from clients import services
 from tests.conftest import connect_as
 
@@ -61,14 +72,12 @@ def test_events_are_chained_per_client(make_client):
     assert all(later.prev_hash == earlier.hash for earlier, later in itertools.pairwise(chain))
     assert AuditEvent.objects.get(client_code="globex", action="client.created").seq == 1  # its own chain
     first = chain[0]
-    fields = {
-        name: getattr(first, name)
-        for name in ("client_code", "actor_type", "actor_id", "actor_label", "action", "target_type", "target_id",
-                     "target_label", "changes", "ip", "user_agent", "request_id", "chain", "seq")
-    }  # fmt: skip
-    fields.update(occurred_at=first.occurred_at.isoformat(), client_id=str(first.client_id))
-    assert event_hash(first.prev_hash, fields) == first.hash
-    assert event_hash(first.prev_hash, {**fields, "action": "client.deleted"}) != first.hash
+    values = {name: getattr(first, name) for name in (*HASHED_COLUMNS, "key_id", "seq")}
+    assert first.key_id == keys.chain_keys().primary.id
+    assert event_hash(first.prev_hash, hashed_fields(values)) == first.hash
+    assert event_hash(first.prev_hash, hashed_fields({**values, "action": "client.deleted"})) != first.hash
+    assert event_mac(keys.chain_keys().primary.key, first.hash) == first.mac
+    assert event_mac(b"\0" * 32, first.hash) != first.mac
 
 
 @pytest.mark.django_db(databases="__all__")

@@ -309,8 +309,8 @@ def test_an_event_the_tenant_role_inserts_must_follow_the_head_and_moves_it(two_
         " target_label, changes, user_agent, request_id, chain"
     )
     insert = (
-        f"INSERT INTO audit_auditevent ({columns}, seq, prev_hash, hash) VALUES (now(), %s, 'acme', 'system',"
-        " '', '', 'x', '', '', '', '{}', '', '', %s, %s, %s, %s)"
+        f"INSERT INTO audit_auditevent ({columns}, seq, prev_hash, hash, key_id, mac) VALUES (now(), %s, 'acme',"
+        " 'system', '', '', 'x', '', '', '', '{}', '', '', %s, %s, %s, %s, 'k', repeat('a', 64))"
     )
     as_tenant(app_connection, acme)
     with pytest.raises(psycopg.errors.CheckViolation):

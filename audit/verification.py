@@ -1,0 +1,372 @@
+"""Verifying the audit trail: walk each chain in order, name every edited, deleted, inserted, reordered or forged event.
+
+The trail is read in (client, chain, seq) order through one server-side cursor (or from an
+exported JSON Lines file) with one event of look-ahead: memory stays bounded whatever the
+trail's length. What each finding means:
+
+- edited: the event's mac verifies (its hash was issued with the audit key) but its fields no
+  longer hash to it: someone changed the row afterwards.
+- forged: the mac does not verify, names a key that is not configured, or is missing after the
+  chain's first keyed event: the row was not written by `record()` with the audit key.
+- inserted: the next event links past it (to the event before it), or it lies beyond the head.
+- deleted: a gap in `seq` where the link breaks, or a head naming events that are gone.
+- reordered: two neighbours whose links run the other way, or a `seq` out of its place.
+- broken link: the link breaks with no gap to explain it.
+- rewritten / truncated: with signed checkpoints, an event whose hash differs from the one a
+  checkpoint signed, or a chain shorter than a checkpoint recorded.
+"""
+
+from __future__ import annotations
+
+import hmac
+import itertools
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from audit import keys
+from audit.models import AuditEvent, ChainHead, Checkpoint
+from audit.selectors import CHUNK_SIZE, EVENT_FIELDS
+from audit.services import GENESIS_HASH, checkpoint_message, event_hash, event_mac, hashed_fields
+
+
+@dataclass(frozen=True)
+class Problem:
+    kind: str
+    chain: str
+    event_id: int | None
+    seq: int | None
+    detail: str
+
+    def line(self) -> str:
+        if self.event_id is None:
+            return f"{self.kind}: chain {self.chain}: {self.detail}"
+        return f"{self.kind}: event {self.event_id} (chain {self.chain}, seq {self.seq}): {self.detail}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "chain": self.chain,
+            "event_id": self.event_id,
+            "seq": self.seq,
+            "detail": self.detail,
+        }
+
+
+@dataclass
+class Summary:
+    chains: int = 0
+    events: int = 0
+    legacy_unkeyed: int = 0
+    checkpoints: int = 0
+
+
+@dataclass(frozen=True)
+class SignedCheckpoint:
+    client_id: str | None
+    chain: str
+    seq: int
+    hash: str
+    signed_at: str
+    key_id: str
+    signature: str
+
+    def message(self) -> bytes:
+        return checkpoint_message(
+            self.client_id, self.chain, self.seq, self.hash, signed_at=self.signed_at, key_id=self.key_id
+        )
+
+
+class ChainWalker:
+    """Checks one chain's events, given in seq order, against the keys, its head and its checkpoints."""
+
+    def __init__(self, chain: str, *, emit: Callable[[Problem], None], ring, anchor: tuple[int, str] | None):
+        self.chain = chain
+        self.emit = emit
+        self.ring = {key.id: key.key for key in ring.keys}
+        # (seq, hash) the first event must follow; None when the walk starts mid-chain (--since).
+        self.anchor = anchor
+        self.keyed_seen = False
+        self.legacy = 0
+        self.first_seq: int | None = None
+        self.last: tuple[int, str] | None = anchor
+
+    def _problem(self, kind: str, event: dict | None, detail: str) -> None:
+        self.emit(Problem(kind, self.chain, event and event["id"], event and event["seq"], detail))
+
+    def walk(self, events: Iterable[dict]) -> None:
+        events = iter(events)
+        current = next(events, None)
+        if current is not None and self.anchor is None:
+            self.anchor = (current["seq"] - 1, current["prev_hash"])
+        expected_seq, expected = self.anchor or (0, GENESIS_HASH)
+        while current is not None:
+            following = next(events, None)
+            if self.first_seq is None:
+                self.first_seq = current["seq"]
+            skipped = following is not None and following["prev_hash"] == expected
+            if skipped and current["prev_hash"] != expected and current["prev_hash"] == following["hash"]:
+                self._problem("reordered", current, f"its seq puts it before event {following['id']}, its link after")
+                self._check_authentic(following)
+                self._check_authentic(current)
+                expected_seq, expected = max(current["seq"], following["seq"]), current["hash"]
+                self.last = (expected_seq, expected)
+                current = next(events, None)
+                continue
+            if skipped:
+                # The next event links to the one before this: this one was slipped in between.
+                self._problem("inserted", current, "the next event links past it")
+                expected_seq = current["seq"]
+                current = following
+                continue
+            if current["prev_hash"] != expected:
+                if current["seq"] > expected_seq + 1:
+                    missing = f"{expected_seq + 1}" + (
+                        f"-{current['seq'] - 1}" if current["seq"] > expected_seq + 2 else ""
+                    )
+                    self._problem("deleted", current, f"seq {missing} missing before it")
+                else:
+                    self._problem("broken link", current, f"it does not link to the event at seq {expected_seq}")
+            elif current["seq"] != expected_seq + 1:
+                self._problem(
+                    "reordered", current, f"its seq is {current['seq']}, its link puts it at {expected_seq + 1}"
+                )
+            self._check_authentic(current)
+            expected_seq, expected = current["seq"], current["hash"]
+            self.last = (expected_seq, expected)
+            current = following
+
+    def _check_authentic(self, event: dict) -> None:
+        matches = event_hash(event["prev_hash"], hashed_fields(event)) == event["hash"]
+        if not event["key_id"]:
+            if self.keyed_seen:
+                self._problem("forged", event, "no key id after keyed events (the database refuses those)")
+            elif not matches:
+                self._problem("edited", event, "its fields no longer match its hash (legacy, unkeyed event)")
+            else:
+                self.legacy += 1
+            return
+        self.keyed_seen = True
+        key = self.ring.get(event["key_id"])
+        if key is None:
+            self._problem("forged", event, f"key id {event['key_id']!r} is not in FLOWS_AUDIT_KEYS")
+        elif not hmac.compare_digest(event_mac(key, event["hash"]), event["mac"]):
+            self._problem("forged", event, "its mac does not verify: not written with the audit key")
+        elif not matches:
+            self._problem("edited", event, "its fields no longer match its hash")
+
+    def check_head(self, head: tuple[int, str] | None) -> None:
+        """The head row names the last event: a head further on means events are gone from the end."""
+        if head is None:
+            return
+        last_seq = self.last[0] if self.last else 0
+        if head[0] > last_seq:
+            self._problem("deleted", None, f"the chain head names seq {head[0]}, its last event is seq {last_seq}")
+        elif head[0] < last_seq:
+            self._problem("inserted", None, f"events after the chain head (seq {head[0]}) up to seq {last_seq}")
+        elif self.last and head[1] != self.last[1]:
+            self._problem("broken link", None, f"the chain head's hash is not its last event's (seq {head[0]})")
+
+    def check_checkpoints(self, checkpoints: list[SignedCheckpoint], hashes: dict[int, tuple[int, str]]) -> None:
+        """Each signed checkpoint within the walk names an event that still has that hash, and none lies beyond."""
+        last_seq = self.last[0] if self.last else 0
+        for checkpoint in checkpoints:
+            if checkpoint.seq > last_seq:
+                detail = f"a checkpoint signed {checkpoint.signed_at} recorded seq {checkpoint.seq}, past its end"
+                self._problem("truncated", None, detail)
+            elif checkpoint.seq in hashes and hashes[checkpoint.seq][1] != checkpoint.hash:
+                detail = f"its hash differs from the one a checkpoint signed {checkpoint.signed_at}"
+                self.emit(Problem("rewritten", self.chain, hashes[checkpoint.seq][0], checkpoint.seq, detail))
+
+
+def read_checkpoints(lines: Iterable[str], *, emit: Callable[[Problem], None]) -> dict[tuple, list[SignedCheckpoint]]:
+    """The newest checkpoint per chain in a JSON Lines stream, each signature checked; a bad line or signature is a
+    problem."""
+    public = keys.public_keys()
+    found: dict[tuple, list[SignedCheckpoint]] = {}
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+            checkpoint = SignedCheckpoint(
+                data["client_id"], data["chain"], int(data["seq"]), data["hash"], data["signed_at"], data["key_id"],
+                data["signature"],
+            )  # fmt: skip
+        except (ValueError, KeyError, TypeError):
+            emit(Problem("checkpoint", "-", None, None, f"line {number} is not a checkpoint"))
+            continue
+        key = public.get(checkpoint.key_id)
+        if key is None:
+            detail = (
+                f"line {number}: signed with key {checkpoint.key_id!r}, not a trusted one (FLOWS_AUDIT_PUBLIC_KEYS)"
+            )
+            emit(Problem("checkpoint", checkpoint.chain, None, checkpoint.seq, detail))
+            continue
+        if not keys.signature_valid(key, checkpoint.signature, checkpoint.message()):
+            emit(
+                Problem(
+                    "checkpoint", checkpoint.chain, None, checkpoint.seq, f"line {number}: signature does not verify"
+                )
+            )
+            continue
+        # The newest checkpoint of a chain is enough: its hash pins every event before it, so a
+        # stream of a year's checkpoints costs one entry per chain.
+        chain = (checkpoint.client_id, checkpoint.chain)
+        if chain not in found or found[chain][0].seq < checkpoint.seq:
+            found[chain] = [checkpoint]
+    return found
+
+
+def latest_verified_checkpoints(client_id=None) -> dict[tuple, tuple[int, str]]:
+    """Per chain, (seq, hash) of the newest checkpoint in the table whose signature verifies: where --resume starts."""
+    public = keys.public_keys()
+    rows = Checkpoint.objects.order_by("client_id", "chain", "-seq")
+    if client_id is not None:
+        rows = rows.filter(client_id=client_id)
+    latest: dict[tuple, tuple[int, str]] = {}
+    for row in rows.iterator(chunk_size=CHUNK_SIZE):
+        chain = (str(row.client_id) if row.client_id else None, row.chain)
+        if chain in latest:
+            continue
+        signed_at = row.signed_at.isoformat()
+        message = checkpoint_message(chain[0], row.chain, row.seq, row.hash, signed_at=signed_at, key_id=row.key_id)
+        key = public.get(row.key_id)
+        if key is not None and keys.signature_valid(key, row.signature, message):
+            latest[chain] = (row.seq, row.hash)
+    return latest
+
+
+def _chain_order(chain: tuple) -> tuple:
+    return chain[0] is None, chain[0] or "", chain[1]
+
+
+def _event_chain(event: dict) -> tuple[str | None, str]:
+    return (None if event["client_id"] is None else str(event["client_id"])), event["chain"]
+
+
+def verify_database(
+    *,
+    client_id=None,
+    since: datetime | None = None,
+    checkpoints: dict[tuple, list[SignedCheckpoint]] | None = None,
+    resume: bool = False,
+    emit: Callable[[Problem], None],
+    progress: Callable[[int], None] = lambda done: None,
+) -> Summary:
+    """Walk every chain in the database (or one client's), reporting problems through `emit`.
+
+    A full walk reads the whole trail through one server-side cursor in the unique index's order
+    (client, chain, seq), not one query per chain: with thousands of short chains the round trips
+    would cost more than the hashing. `resume` starts each chain somewhere else, so there each
+    chain has its own query.
+    """
+    summary = Summary()
+    ring = keys.chain_keys()
+    heads_query = ChainHead.objects.all()
+    events = AuditEvent.objects.all()
+    if client_id is not None:
+        heads_query = heads_query.filter(client_id=client_id)
+        events = events.filter(client_id=client_id)
+    if since is not None:
+        events = events.filter(occurred_at__gte=since)
+    heads = {(str(h.client_id) if h.client_id else None, h.chain): (h.seq, h.hash) for h in heads_query}
+    checkpoints = {
+        chain: signed
+        for chain, signed in (checkpoints or {}).items()
+        if client_id is None or chain[0] == str(client_id)
+    }
+
+    def counted(rows) -> Iterator[dict]:
+        for values in rows.values_list(*EVENT_FIELDS).iterator(chunk_size=CHUNK_SIZE):
+            summary.events += 1
+            if summary.events % CHUNK_SIZE == 0:
+                progress(summary.events)
+            yield dict(zip(EVENT_FIELDS, values, strict=True))
+
+    def walk_chain(chain: tuple, chain_events: Iterator[dict], start: tuple[int, str] | None) -> None:
+        signed = checkpoints.get(chain, [])
+        wanted = {checkpoint.seq for checkpoint in signed}
+        hashes: dict[int, tuple[int, str]] = {}
+
+        def noted() -> Iterator[dict]:
+            for event in chain_events:
+                if event["seq"] in wanted:
+                    hashes[event["seq"]] = (event["id"], event["hash"])
+                yield event
+
+        walker = ChainWalker(chain[1], emit=emit, ring=ring, anchor=None if since else start or (0, GENESIS_HASH))
+        walker.walk(noted())
+        if since is None:
+            walker.check_head(heads.get(chain))
+        if since is None or walker.first_seq is not None:
+            # A walk from --since or --resume can only judge checkpoints from where it started.
+            first = walker.first_seq if since is not None else (start or (0, ""))[0]
+            walker.check_checkpoints([c for c in signed if c.seq >= first], hashes)
+        summary.chains += 1
+        summary.legacy_unkeyed += walker.legacy
+        summary.checkpoints += len(signed)
+
+    if resume:
+        starts = latest_verified_checkpoints(client_id)
+        # order_by(): the model's default ordering would put its columns into the DISTINCT (one row per event).
+        found = {
+            (str(c) if c else None, name) for c, name in events.order_by().values_list("client_id", "chain").distinct()
+        }
+        for chain in sorted(set(heads) | set(checkpoints) | found, key=_chain_order):
+            rows = (
+                events.filter(client_id=chain[0], chain=chain[1])
+                if chain[0]
+                else events.filter(client_id__isnull=True, chain=chain[1])
+            )
+            start = starts.get(chain)
+            if start is not None:
+                rows = rows.filter(seq__gt=start[0])
+            walk_chain(chain, counted(rows.order_by("seq")), start)
+    else:
+        walked = set()
+        ordered = counted(events.order_by("client_id", "chain", "seq"))
+        for chain, chain_events in itertools.groupby(ordered, key=_event_chain):
+            walked.add(chain)
+            walk_chain(chain, chain_events, None)
+        # Chains whose head or checkpoints name events none of which is left.
+        for chain in sorted((set(heads) | set(checkpoints)) - walked, key=_chain_order):
+            walk_chain(chain, iter(()), None)
+    progress(summary.events)
+    return summary
+
+
+def verify_export(lines: Iterable[str], *, emit: Callable[[Problem], None]) -> Summary:
+    """Walk the chains of an exported JSON Lines file (export_audit --format jsonl), offline.
+
+    An export may be filtered (--since): each chain is checked from its first exported event on.
+    """
+    summary = Summary()
+    ring = keys.chain_keys()
+
+    def events() -> Iterator[dict]:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                event = json.loads(line)
+                event["occurred_at"] = datetime.fromisoformat(event["occurred_at"])
+                missing = set(EVENT_FIELDS) - event.keys()
+            except (ValueError, KeyError, TypeError, AttributeError):
+                missing = {"?"}
+            if missing:
+                emit(Problem("unreadable", "-", None, None, f"line {number} is not an exported event"))
+                continue
+            summary.events += 1
+            yield event
+
+    # The export is ordered by chain, then seq: one chain at a time, streamed.
+    for _, chain_events in itertools.groupby(events(), key=lambda event: (event["client_id"], event["chain"])):
+        first = next(chain_events)
+        walker = ChainWalker(first["chain"], emit=emit, ring=ring, anchor=None)
+        walker.walk(itertools.chain([first], chain_events))  # noqa: B031 - consumed once, before groupby moves on
+        summary.chains += 1
+        summary.legacy_unkeyed += walker.legacy
+    return summary

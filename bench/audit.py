@@ -1,0 +1,226 @@
+"""How fast does verify_audit check the trail? Events per second against a bare SHA-256 loop over the same rows.
+
+Run by hand, never from the test suite:
+
+    make bench-audit                            # or: .venv/bin/python bench/audit.py
+    .venv/bin/python bench/audit.py --clients 10000 --events 1000000
+
+It works in its own database (`flows_bench_audit` by default, migrated like the real one), loads
+the clients and real keyed chains (hash and HMAC computed as record() does, with the configured
+FLOWS_AUDIT_KEYS) with COPY and the triggers off, then times:
+
+  floor         a bare Python loop of hashlib.sha256 over the events' canonical JSON, already
+                in memory (a sample, scaled): no database, no JSON encoding, no HMAC;
+  verify_audit  verification.verify_database() over every chain, as the console role, through
+                the server-side cursor, with the peak resident memory before and after.
+
+The data stays for the next run (loading is skipped when the sizes match); `--drop` removes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+import resource
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import drop_database, say, setup_django
+
+ACTIONS = ["client.updated", "application.updated", "secret.used", "secret.revealed", "invitation.issued"]
+FLOOR_SAMPLE = 200_000
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Example:\n  .venv/bin/python bench/audit.py --clients 10000 --events 1000000",
+    )
+    parser.add_argument("--clients", type=int, default=10_000, help="clients to generate (default 10000)")
+    parser.add_argument("--events", type=int, default=1_000_000, help="audit events to generate (default 1000000)")
+    parser.add_argument("--database", default="flows_bench_audit", help="database to use (default flows_bench_audit)")
+    parser.add_argument("--reload", action="store_true", help="regenerate the data even when the sizes match")
+    parser.add_argument("--drop", action="store_true", help="drop the benchmark database afterwards")
+    parser.add_argument("--seed", type=int, default=42, help="random seed for the generated data (default 42)")
+    args = parser.parse_args()
+    for name in ("clients", "events"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1")
+    if not args.database.replace("_", "").isalnum():
+        parser.error("--database must be letters, digits and underscores")
+    return args
+
+
+def event_values(n: int, rng: random.Random, client_id: uuid.UUID, code: str, occurred_at: datetime) -> dict:
+    return {
+        "occurred_at": occurred_at, "client_id": client_id, "client_code": code, "actor_type": "user",
+        "actor_id": str(rng.randrange(1, 50)), "actor_label": f"staff{n % 50}", "action": ACTIONS[n % len(ACTIONS)],
+        "target_type": "vault.secret", "target_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+        "target_label": f"{code} stripe webhook_secret", "changes": {"reason": "bench", "count": n % 7},
+        "ip": "192.0.2.10", "user_agent": "bench/1.0", "request_id": f"{n:016x}", "chain": str(client_id),
+    }  # fmt: skip
+
+
+def copy_chains(cursor, args, rng: random.Random, clients: list, *, started: float) -> None:
+    """The events, each for a random client (a chain's rows scattered over the heap, as in production), chained
+    and keyed as record() does, then the chains' heads."""
+    from psycopg.types.json import Jsonb  # noqa: PLC0415
+
+    from audit import keys  # noqa: PLC0415
+    from audit.models import AuditEvent, ChainHead  # noqa: PLC0415
+    from audit.services import GENESIS_HASH, event_hash, event_mac, hashed_fields  # noqa: PLC0415
+
+    key = keys.chain_keys().primary
+    heads = [(0, GENESIS_HASH) for _ in clients]
+    start = datetime.now(UTC) - timedelta(days=365)
+    step = timedelta(days=365) / args.events
+    columns = (
+        "occurred_at, client_id, client_code, actor_type, actor_id, actor_label, action, target_type, target_id,"
+        " target_label, changes, ip, user_agent, request_id, chain, seq, prev_hash, hash, key_id, mac"
+    )
+    progress_every = max(args.events // 10, 1)
+    with cursor.cursor.copy(f"COPY {AuditEvent._meta.db_table} ({columns}) FROM STDIN") as copy:
+        for n in range(args.events):
+            index = rng.randrange(len(clients))
+            client_id, code = clients[index]
+            values = event_values(n, rng, client_id, code, start + step * n)
+            seq, prev_hash = heads[index][0] + 1, heads[index][1]
+            hash_ = event_hash(prev_hash, hashed_fields({**values, "key_id": key.id, "seq": seq}))
+            heads[index] = (seq, hash_)
+            row = [*values.values(), seq, prev_hash, hash_, key.id, event_mac(key.key, hash_)]
+            row[10] = Jsonb(row[10])  # changes
+            copy.write_row(row)
+            if (n + 1) % progress_every == 0:
+                say(f"  {n + 1:,} / {args.events:,} events copied ({time.perf_counter() - started:.0f} s)")
+    with cursor.cursor.copy(f"COPY {ChainHead._meta.db_table} (client_id, chain, seq, hash) FROM STDIN") as copy:
+        for (client_id, _), (seq, hash_) in zip(clients, heads, strict=True):
+            if seq:
+                copy.write_row((client_id, str(client_id), seq, hash_))
+
+
+def load(args) -> None:
+    """Clients and keyed chains with COPY, as the owner, unless they are already there."""
+    from django.db import connections, transaction  # noqa: PLC0415
+
+    from audit.models import AuditEvent, ChainHead, Checkpoint  # noqa: PLC0415
+    from clients.dbroles import APPEND_ONLY_TABLES  # noqa: PLC0415
+    from clients.models import Client  # noqa: PLC0415
+
+    owner = connections["default"]
+    clients_table, events_table = Client._meta.db_table, AuditEvent._meta.db_table
+    heads_table, checkpoints_table = ChainHead._meta.db_table, Checkpoint._meta.db_table
+    rls_tables = (events_table, clients_table, heads_table)
+    with transaction.atomic(using="default"), owner.cursor() as cursor:
+        for table in rls_tables:
+            cursor.execute(f"ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY")
+        cursor.execute(f"SELECT (SELECT count(*) FROM {clients_table}), (SELECT count(*) FROM {events_table})")
+        have = cursor.fetchone()
+        transaction.set_rollback(True, using="default")
+    if have == (args.clients, args.events) and not args.reload:
+        say(f"data present: {have[0]:,} clients, {have[1]:,} audit events (--reload regenerates)")
+        return
+
+    rng = random.Random(args.seed)
+    started = time.perf_counter()
+    with transaction.atomic(using="default"), owner.cursor() as cursor:
+        # COPY is refused where RLS applies to the user, and the triggers would make every event
+        # follow its head one by one: both off for this transaction only (ALTER TABLE is transactional).
+        for table in rls_tables:
+            cursor.execute(f"ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY")
+        for table in (*APPEND_ONLY_TABLES, heads_table):
+            cursor.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
+        cursor.execute(
+            f"TRUNCATE {events_table}, {heads_table}, {checkpoints_table}, {clients_table} RESTART IDENTITY CASCADE"
+        )
+        clients = [(uuid.UUID(int=rng.getrandbits(128), version=4), f"bench-{n:05d}") for n in range(args.clients)]
+        now = datetime.now(UTC)
+        with cursor.cursor.copy(
+            f"COPY {clients_table} (id, code, legal_name, domain, region, status, created_at, updated_at, tier_id) "
+            "FROM STDIN"
+        ) as copy:
+            for n, (client_id, code) in enumerate(clients):
+                copy.write_row((client_id, code, f"Bench {n}", f"{code}.bench.test", "EU", "active", now, now, "pro"))
+        copy_chains(cursor, args, rng, clients, started=started)
+        for table in (*APPEND_ONLY_TABLES, heads_table):
+            cursor.execute(f"ALTER TABLE {table} ENABLE TRIGGER USER")
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        for table in rls_tables:
+            cursor.execute(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
+    say(f"loaded in {time.perf_counter() - started:.1f} s; VACUUM ANALYZE …")
+    with owner.cursor() as cursor:
+        for table in rls_tables:
+            cursor.execute(f"VACUUM ANALYZE {table}")
+
+
+def floor(args) -> float:
+    """Events per second of hashlib.sha256 alone over canonical rows like the loaded ones (a sample, in memory)."""
+    from audit.services import GENESIS_HASH, hashed_fields  # noqa: PLC0415
+
+    rng = random.Random(args.seed)
+    now = datetime.now(UTC)
+    client_id = uuid.uuid4()
+    rows = [
+        f"{GENESIS_HASH}\n"
+        + json.dumps(
+            hashed_fields({**event_values(n, rng, client_id, "bench", now), "key_id": "k", "seq": n}),
+            sort_keys=True,
+            separators=(",", ":"),
+            default=str,
+        )
+        for n in range(min(FLOOR_SAMPLE, args.events))
+    ]
+    encoded = [row.encode() for row in rows]
+    began = time.perf_counter()
+    for row in encoded:
+        hashlib.sha256(row).hexdigest()
+    return len(encoded) / (time.perf_counter() - began)
+
+
+def verify() -> tuple[float, int, dict, int, int]:
+    """verify_database over the whole trail: (seconds, events, problems by kind, peak RSS before, after) in KiB."""
+    from audit import verification  # noqa: PLC0415
+
+    problems: dict[str, int] = {}
+
+    def emit(problem) -> None:
+        problems[problem.kind] = problems.get(problem.kind, 0) + 1
+
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    began = time.perf_counter()
+    summary = verification.verify_database(emit=emit)
+    seconds = time.perf_counter() - began
+    return seconds, summary.events, problems, rss_before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def main() -> None:
+    args = parse_args()
+    setup_django(args.database)
+    load(args)
+    import django.db  # noqa: PLC0415
+
+    with django.db.connections["console"].cursor() as cursor:
+        cursor.execute("SELECT version()")
+        version = cursor.fetchone()[0].split(",")[0]
+    floor_rate = floor(args)
+    seconds, events, problems, rss_before, rss_after = verify()
+    rate = events / seconds
+    say("")
+    say(f"{version}; {args.clients:,} clients, {events:,} keyed audit events")
+    say(f"floor: sha256 alone over canonical rows    {floor_rate:>12,.0f} events/s")
+    say(f"verify_audit (whole trail, console role)   {rate:>12,.0f} events/s  ({seconds:.1f} s)")
+    say(f"ratio verify / floor                       {rate / floor_rate:>12.3f}   (target ≥ 0.5)")
+    say(f"problems found: {problems or 'none'}")
+    say(f"peak RSS before / after verify: {rss_before / 1024:.0f} MiB / {rss_after / 1024:.0f} MiB")
+    if args.drop:
+        drop_database(args.database)
+
+
+if __name__ == "__main__":
+    main()
