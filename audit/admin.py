@@ -9,6 +9,7 @@ from django.utils.html import format_html
 
 from audit.models import KNOWN_ACTIONS, AuditEvent
 from config.admin import ReadOnlyAdminMixin
+from staff.scoping import ClientScopedAdminMixin
 
 
 class TextInputFilter(admin.SimpleListFilter):
@@ -50,7 +51,9 @@ class ActionFilter(admin.SimpleListFilter):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class AuditEventAdmin(ClientScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+    # Events of granted clients only; platform events (no client) only for platform-wide roles.
+    client_column = "client_id"
     list_display = ["occurred_at", "action", "client_code", "actor_display", "target_display", "ip"]
     list_filter = [
         ClientCodeFilter,

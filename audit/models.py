@@ -38,6 +38,15 @@ KNOWN_ACTIONS = [
     "staff.login_failed",
     "staff.user_created",
     "staff.password_reset",
+    "staff.user_changed",
+    "staff.user_deactivated",
+    "staff.user_reactivated",
+    "staff.groups_changed",
+    "staff.permissions_changed",
+    "staff.group_created",
+    "staff.group_permissions_changed",
+    "staff.client_access_granted",
+    "staff.client_access_revoked",
 ]
 
 

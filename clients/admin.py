@@ -5,7 +5,8 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
-from django.db.models import Count, Q
+from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.forms.fields import InvalidJSONInput
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -22,6 +23,7 @@ from clients.selectors import client_usage, features_not_in_tier, tier_fit_probl
 from config.admin import ReadOnlyAdminMixin, confirmed_action
 from config.errors import FlowsError
 from invitations.selectors import recent_invitations
+from staff.scoping import ClientScopedAdminMixin, scope
 from vault import services as vault_services
 
 
@@ -60,7 +62,10 @@ class TierAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     ordering = ["rank"]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(client_count=Count("clients"))
+        # Counts only the clients the user may see: a scoped user learns nothing of the others.
+        visible = scope(Client.objects.filter(tier=OuterRef("pk")), request.user)
+        counted = visible.order_by().values("tier").annotate(count=Count("*")).values("count")
+        return super().get_queryset(request).annotate(client_count=Coalesce(Subquery(counted), 0))
 
     @admin.display(description="features")
     def feature_list(self, tier):
@@ -71,7 +76,7 @@ class TierAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return tier.client_count
 
 
-class ApplicationInline(admin.TabularInline):
+class ApplicationInline(ClientScopedAdminMixin, admin.TabularInline):
     model = Application
     fields = ["app_code", "name", "status", "feature_list", "updated_at"]
     readonly_fields = fields
@@ -120,7 +125,7 @@ def _rotate_data_key(*, actor, obj, reason):
 
 
 @admin.register(Client)
-class ClientAdmin(ServiceAdminMixin, admin.ModelAdmin):
+class ClientAdmin(ClientScopedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
     form = ClientForm
     list_display = ["code", "legal_name", "domain", "region", "tier", "status", "application_count", "created_at"]
     list_filter = ["status", "tier", "region"]
@@ -154,7 +159,8 @@ class ClientAdmin(ServiceAdminMixin, admin.ModelAdmin):
         return request.user.has_perm("vault.rotate_keys")
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(application_count=Count("applications"))
+        # Explicit order: the GROUP BY drops Meta.ordering, and the autocomplete paginates this queryset.
+        return super().get_queryset(request).annotate(application_count=Count("applications")).order_by("code")
 
     def get_readonly_fields(self, request, obj=None):
         return [*self.readonly_fields, "code"] if obj else self.readonly_fields
@@ -255,7 +261,7 @@ class ApplicationForm(forms.ModelForm):
 
 
 @admin.register(Application)
-class ApplicationAdmin(ClientLinkMixin, ServiceAdminMixin, admin.ModelAdmin):
+class ApplicationAdmin(ClientScopedAdminMixin, ClientLinkMixin, ServiceAdminMixin, admin.ModelAdmin):
     form = ApplicationForm
     list_display = ["app_code", "name", "client_link", "status", "feature_list", "updated_at"]
     list_filter = ["status", "app_code", "client__tier"]
@@ -326,7 +332,7 @@ def _revoke(*, actor, obj, reason):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(ClientLinkMixin, ServiceAdminMixin, admin.ModelAdmin):
+class ApiKeyAdmin(ClientScopedAdminMixin, ClientLinkMixin, ServiceAdminMixin, admin.ModelAdmin):
     form = ApiKeyForm
     list_display = ["name", "prefix", "client_link", "application", "scope_list", "state", "expires_at", "last_used_at"]
     list_filter = [ApiKeyStateFilter, "client__tier"]

@@ -48,6 +48,13 @@ CONSOLE_GRANTS: dict[str, str] = {
     "admin.LogEntry": "SELECT, INSERT, DELETE",
     "django_migrations": "SELECT",  # health_check reports unapplied migrations
     "api.Usage": "SELECT",  # usage reports; the API's own role writes the counters
+    # Per-client staff grants (staff/models.py): granted and revoked by staff.services.
+    "staff.ClientUserGrant": DML,
+    "staff.ClientGroupGrant": DML,
+    # Guardian's generic tables exist with the app; nothing writes them (Client grants use the
+    # tables above), but guardian reads them for an object of any other model.
+    "guardian.UserObjectPermission": "SELECT",
+    "guardian.GroupObjectPermission": "SELECT",
 }
 
 # The Flows applications' role: tenant tables only, every row filtered by RLS; tiers are global

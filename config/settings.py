@@ -36,6 +36,8 @@ INSTALLED_APPS = [
     "vault",
     "invitations",
     "api",
+    "guardian",
+    "staff",
     # Serves django-ninja's bundled Swagger UI files, so /api/v1/docs loads nothing from elsewhere.
     "ninja",
 ]
@@ -130,6 +132,14 @@ DATABASES = {
 }
 DATABASE_ROUTERS = ["config.routers.TenancyRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    # Object permissions on a client (staff/models.py): `user.has_perm("clients.view_client", client)`.
+    "guardian.backends.ObjectPermissionBackend",
+]
+# Guardian's anonymous user would be a row in auth_user nobody signs in as: staff pages need a login.
+ANONYMOUS_USER_NAME = None
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
