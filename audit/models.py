@@ -47,6 +47,15 @@ KNOWN_ACTIONS = [
     "staff.group_permissions_changed",
     "staff.client_access_granted",
     "staff.client_access_revoked",
+    "staff.locked_out",
+    "staff.unlocked",
+    "staff.mfa_enrolment_started",
+    "staff.mfa_enrolled",
+    "staff.mfa_failed",
+    "staff.mfa_reset",
+    "staff.elevated",
+    "staff.elevation_failed",
+    "audit.exported",
 ]
 
 

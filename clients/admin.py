@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.forms.fields import InvalidJSONInput
 from django.http import HttpResponseRedirect
+from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
@@ -23,7 +24,12 @@ from clients.selectors import client_usage, features_not_in_tier, tier_fit_probl
 from config.admin import ReadOnlyAdminMixin, confirmed_action
 from config.errors import FlowsError
 from invitations.selectors import recent_invitations
+from staff import services as staff_services
+from staff.elevation import elevated_until, require_elevation
+from staff.elevation import notice as elevation_notice
+from staff.roles import ROLE_NAMES
 from staff.scoping import ClientScopedAdminMixin, scope
+from staff.selectors import client_access, get_staff_user
 from vault import services as vault_services
 
 
@@ -133,6 +139,7 @@ class ClientAdmin(ClientScopedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
     list_select_related = ["tier"]
     readonly_fields = [
         "id", "status", "deactivated_at", "created_at", "updated_at", "usage", "api_usage", "recent_invitations",
+        "staff_access",
     ]  # fmt: skip
     inlines = [ApplicationInline]
     actions = [
@@ -150,6 +157,7 @@ class ClientAdmin(ClientScopedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
             past="rotated the data key of",
             service=_rotate_data_key,
             permission="rotate_keys",
+            elevated=True,
             warning="New values are encrypted with a new key version; older versions keep decrypting until rewrap.",
         ),
     ]
@@ -157,6 +165,60 @@ class ClientAdmin(ClientScopedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
 
     def has_rotate_keys_permission(self, request):
         return request.user.has_perm("vault.rotate_keys")
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("<uuid:object_id>/erase/", view(self.erase_view), name="clients_client_erase"),
+            path("<uuid:object_id>/access/", view(self.access_view), name="clients_client_access"),
+            *super().get_urls(),
+        ]
+
+    def _page(self, request, template: str, **context):
+        context = {**self.admin_site.each_context(request), "opts": self.opts, **context}
+        return TemplateResponse(request, f"admin/clients/client/{template}", context)
+
+    def erase_view(self, request, object_id):
+        """Crypto-shredding from the console: Security officers only, re-authenticated, the code typed again."""
+        client = get_object_or_404(self.get_queryset(request), pk=object_id)  # hidden: 404 before 403
+        if not request.user.has_perm("clients.erase_client"):
+            raise PermissionDenied
+        if refusal := require_elevation(request):
+            return refusal
+        error = ""
+        if request.method == "POST":
+            try:
+                services.erase_client(actor=request.user, client=client, confirm=request.POST.get("confirm", ""))
+            except FlowsError as failure:
+                error = failure.message
+            else:
+                self.message_user(request, f"Client {client.code} is erased: its data keys are destroyed.")
+                return redirect("admin:clients_client_change", client.pk)
+        return self._page(request, "erase.html", title=f"Erase {client.code}", client=client, error=error,
+                          elevated_until=elevated_until(request))  # fmt: skip
+
+    def access_view(self, request, object_id):
+        """Who may see this client; Platform admins (who may change users) grant and revoke, re-authenticated."""
+        client = get_object_or_404(self.get_queryset(request), pk=object_id)
+        may_change = request.user.has_perm("auth.change_user")
+        if request.method == "POST":
+            if not may_change:
+                raise PermissionDenied
+            if refusal := require_elevation(request):
+                return refusal
+            try:
+                user = get_staff_user(request.POST.get("username", ""))
+                if request.POST.get("revoke"):
+                    staff_services.revoke_client_access(actor=request.user, user=user, client=client)
+                else:
+                    role = request.POST.get("role") or None
+                    staff_services.grant_client_access(actor=request.user, user=user, client=client, role=role)
+            except FlowsError as failure:
+                self.message_user(request, failure.message, messages.ERROR)
+            return redirect("admin:clients_client_access", client.pk)
+        return self._page(request, "access.html", title=f"Access to {client.code}", client=client,
+                          access=client_access(client), may_change=may_change, roles=ROLE_NAMES,
+                          elevated_until=elevated_until(request), notice=elevation_notice())  # fmt: skip
 
     def get_queryset(self, request):
         # Explicit order: the GROUP BY drops Meta.ordering, and the autocomplete paginates this queryset.
@@ -176,6 +238,7 @@ class ClientAdmin(ClientScopedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
                 {"fields": ["status", "deactivated_at", "usage", "api_usage", "id", "created_at", "updated_at"]},
             ),
             ("Invitations", {"fields": ["recent_invitations"]}),
+            ("Staff access", {"fields": ["staff_access"]}),
         ]
 
     @admin.display(description="applications", ordering="application_count")
@@ -193,6 +256,16 @@ class ClientAdmin(ClientScopedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
     @admin.display(description="API requests this month")
     def api_usage(self, client):
         return _usage_text(usage_by_class(client_id=client.pk))
+
+    @admin.display(description="who has access")
+    def staff_access(self, client):
+        access = client_access(client)
+        granted = ", ".join([*access["users"], *(f"group {name}" for name in access["groups"])]) or "nobody"
+        url = reverse("admin:clients_client_access", args=[client.pk])
+        return format_html(
+            '{}; every client: {} <a class="button" href="{}">Grant or revoke…</a>',
+            granted, ", ".join(access["platform_wide"]) or "nobody", url,
+        )  # fmt: skip
 
     @admin.display(description="recent invitations")
     def recent_invitations(self, client):

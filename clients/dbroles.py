@@ -55,6 +55,15 @@ CONSOLE_GRANTS: dict[str, str] = {
     # tables above), but guardian reads them for an object of any other model.
     "guardian.UserObjectPermission": "SELECT",
     "guardian.GroupObjectPermission": "SELECT",
+    # Second factors (django-otp): enrolled, verified (a use moves the device's counters) and reset.
+    "otp_totp.TOTPDevice": DML,
+    "otp_static.StaticDevice": DML,
+    "otp_static.StaticToken": DML,  # a recovery code is deleted when used
+    # Sign-in throttling (django-axes): failures counted per user and IP, cleared on success or reset.
+    "axes.AccessAttempt": DML,
+    "axes.AccessAttemptExpiration": DML,
+    "axes.AccessFailureLog": DML,
+    "axes.AccessLog": DML,
 }
 
 # The Flows applications' role: tenant tables only, every row filtered by RLS; tiers are global

@@ -59,6 +59,20 @@ class IssueForm(InviteeFields):
                    "validity_hours", "max_uses"]  # fmt: skip
 
 
+class ApplicationCodeFilter(admin.SimpleListFilter):
+    """The application codes of the clients this user may see (Django's own filter would list every client's)."""
+
+    title = "application"
+    parameter_name = "app"
+
+    def lookups(self, request, model_admin):
+        applications = scope(Application.objects.all(), request.user).order_by("app_code")
+        return [(code, code) for code in applications.values_list("app_code", flat=True).distinct()]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(application__app_code=self.value()) if self.value() else queryset
+
+
 def _revoke(*, actor, obj, reason):
     services.revoke_invitation(actor=actor, invitation=obj, reason=reason)
 
@@ -66,7 +80,7 @@ def _revoke(*, actor, obj, reason):
 @admin.register(Invitation)
 class InvitationAdmin(ClientScopedAdminMixin, ClientLinkMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["code", "client_link", "application", "status", "uses", "expires_at", "created_by", "created_at"]
-    list_filter = ["status", "client__tier", "application__app_code"]
+    list_filter = ["status", "client__tier", ApplicationCodeFilter]
     search_fields = ["code", "client__code"]
     list_select_related = ["client", "application"]
     date_hierarchy = "created_at"

@@ -6,6 +6,8 @@ from django.contrib import admin
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group, User
 from django.utils.html import format_html_join
+from django_otp.plugins.otp_static.models import StaticDevice
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from audit.services import record
 from staff import services
@@ -13,6 +15,9 @@ from staff.models import ClientUserGrant
 
 admin.site.unregister(User)
 admin.site.unregister(Group)
+# django-otp's device pages would let staff add or delete a second factor outside the audit trail:
+# enrolment is the user's own page, a reset is `manage.py reset_second_factor`.
+admin.site.unregister([TOTPDevice, StaticDevice])
 
 
 @admin.register(User)

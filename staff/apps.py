@@ -1,4 +1,4 @@
-"""App configuration: every `migrate` converges the role groups to the matrix in staff/roles.py."""
+"""App configuration: every `migrate` converges the role groups to staff/roles.py; lockouts are audited."""
 
 from django.apps import AppConfig
 from django.db.models.signals import post_migrate
@@ -10,6 +10,6 @@ class StaffConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from staff import roles  # noqa: PLC0415 - models are ready only now
+        from staff import roles, signals  # noqa: F401, PLC0415 - models are ready only now; registers receivers
 
         post_migrate.connect(roles.on_post_migrate, dispatch_uid="staff.roles")

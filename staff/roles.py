@@ -127,3 +127,10 @@ def converge(apps, using: str) -> None:
 def on_post_migrate(sender, using=DEFAULT_DB_ALIAS, apps=None, **kwargs):
     if sender.name == "staff" and using == DEFAULT_DB_ALIAS and apps is not None:
         converge(apps, using)
+
+
+def matrix_row(role: Role) -> str:
+    """The role's row of the table in docs/staff-access.md (a test checks the document holds every row)."""
+    clients = "every client" if role.all_clients else "granted clients"
+    permissions = "all" if role.permissions == (EVERY_PERMISSION,) else ", ".join(f"`{p}`" for p in role.permissions)
+    return f"| {role.name} | {clients} | {role.summary} | {permissions} |"

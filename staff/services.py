@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.db import transaction
+from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
+from django_otp.plugins.otp_totp.models import TOTPDevice
 from guardian.shortcuts import assign_perm
 
 from audit.services import record
@@ -119,3 +121,72 @@ def set_active(*, actor, user: User, active: bool) -> None:
         user.is_active = active
         user.save(update_fields=["is_active"])
         record(actor=actor, action="staff.user_reactivated" if active else "staff.user_deactivated", target=user)
+
+
+RECOVERY_CODES = 10
+
+
+def start_totp_enrolment(*, actor, user: User) -> TOTPDevice:
+    """The user's unconfirmed authenticator (its key goes into the QR code), created once and kept until confirmed."""
+    with _atomic():
+        device = TOTPDevice.objects.filter(user=user, confirmed=False).first()
+        if device is None:
+            device = TOTPDevice.objects.create(user=user, name="authenticator", confirmed=False)
+            record(actor=actor, action="staff.mfa_enrolment_started", target=user)
+        return device
+
+
+def confirm_totp_enrolment(*, actor, user: User, token: str) -> tuple[TOTPDevice, list[str]] | None:
+    """Confirm the new authenticator with a code from it; it replaces any earlier one, with new recovery codes.
+
+    Returns the device and the recovery codes (shown once), or None when the code is wrong.
+    """
+    with _atomic():
+        device = TOTPDevice.objects.select_for_update().filter(user=user, confirmed=False).first()
+        if device is None or not device.verify_token((token or "").strip()):
+            return None
+        TOTPDevice.objects.filter(user=user, confirmed=True).delete()
+        device.confirmed = True
+        device.save(update_fields=["confirmed"])
+        StaticDevice.objects.filter(user=user).delete()
+        recovery = StaticDevice.objects.create(user=user, name="recovery codes", confirmed=True)
+        codes = [StaticToken.random_token() for _ in range(RECOVERY_CODES)]
+        StaticToken.objects.bulk_create([StaticToken(device=recovery, token=code) for code in codes])
+        record(actor=actor, action="staff.mfa_enrolled", target=user, changes={"recovery_codes": RECOVERY_CODES})
+        return device, codes
+
+
+def reset_second_factor(*, actor, user: User) -> bool:
+    """Remove a user's authenticator and recovery codes (lost phone): they enrol again at their next sign-in."""
+    with _atomic():
+        deleted = TOTPDevice.objects.filter(user=user).delete()[0] + StaticDevice.objects.filter(user=user).delete()[0]
+        if deleted:
+            record(actor=actor, action="staff.mfa_reset", target=user)
+        return bool(deleted)
+
+
+def record_sign_in_step(*, actor, user: User | None, action: str, label: str = "") -> None:
+    """A second-factor check, a re-authentication or a lockout, passed or failed: each one is in the trail."""
+    with _atomic():
+        if user is not None:
+            record(actor=actor, action=action, target=user)
+        else:
+            record(actor=actor, action=action, target_type="auth.user", target_label=label)
+
+
+def unlock(*, actor, user: User | None = None, ip: str | None = None) -> int:
+    """Clear django-axes' failure records for a username or an IP address; returns how many were cleared."""
+    from axes.utils import reset  # noqa: PLC0415 - axes' helpers import its handler, configured only once apps are ready
+
+    with _atomic():
+        cleared = reset(username=user.get_username()) if user is not None else reset(ip=ip)
+        record_sign_in_step(actor=actor, user=user, action="staff.unlocked", label=ip or "")
+        return cleared
+
+
+def set_password(*, actor, user: User, password: str) -> None:
+    """Development only (seed_demo's users): production staff set their own through a one-time link."""
+    with _atomic():
+        user.set_password(password)
+        user.save(update_fields=["password"])
+        record(actor=actor, action="staff.password_reset", target=user)

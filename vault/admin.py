@@ -15,6 +15,7 @@ from django.utils.html import format_html
 from clients.admin import ClientLinkMixin, ServiceAdminMixin
 from config.admin import ReadOnlyAdminMixin, confirmed_action
 from config.errors import FlowsError
+from staff.elevation import elevated_until, require_elevation
 from staff.scoping import ClientScopedAdminMixin
 from vault import services
 from vault.models import DataKey, Secret, SecretAccess, SigningKey
@@ -142,6 +143,8 @@ class SecretAdmin(ClientScopedAdminMixin, ClientLinkMixin, ServiceAdminMixin, ad
         secret = get_object_or_404(self.get_queryset(request).select_related("client"), pk=object_id)
         if not request.user.has_perm(REVEAL_PERMISSION):
             raise PermissionDenied
+        if refusal := require_elevation(request):
+            return refusal
         value, binary, size, error = None, False, 0, ""
         if request.method == "POST":
             try:
@@ -164,6 +167,7 @@ class SecretAdmin(ClientScopedAdminMixin, ClientLinkMixin, ServiceAdminMixin, ad
             "size": size,
             "error": error,
             "reason": request.POST.get("reason", ""),
+            "elevated_until": elevated_until(request),
         }
         return TemplateResponse(request, "admin/vault/secret/reveal.html", context)  # admin_view adds no-store
 

@@ -23,6 +23,8 @@ class Estate:
 
 def _fill(client: Client) -> list[str]:
     application = client_services.configure_application(actor=None, client=client, app_code="onboarding")
+    # An application code only this client has: list filters that enumerate values must not show it to others.
+    client_services.configure_application(actor=None, client=client, app_code=f"{client.code}-payroll")
     api_key, _ = client_services.create_api_key(actor=None, client=client, name="prod", scopes=["configuration:read"])
     secret = set_secret(actor=None, client=client, provider="slack", secret_type="api_key", value="v" * 20)
     invitation, _ = issue_invitation(

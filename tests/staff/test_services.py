@@ -7,6 +7,8 @@ import inspect
 import pytest
 from django.contrib.auth.models import Group, Permission, User
 from django.urls import reverse
+from django_otp.oath import totp
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from audit.models import AuditEvent
 from config.errors import InvalidInput
@@ -14,7 +16,13 @@ from staff import services
 
 pytestmark = pytest.mark.django_db(databases="__all__")
 # Helpers the services and the admin hooks share: they record through the callers' events.
-HELPERS = {"permission_names", "record_groups_changed", "record_permissions_changed"}
+HELPERS = {"permission_names", "record_groups_changed", "record_permissions_changed", "record_sign_in_step"}
+
+
+def current_code(user) -> str:
+    """The code the user's authenticator app would show now (RFC 6238, from the device's own key)."""
+    device = TOTPDevice.objects.get(user=user, confirmed=False)
+    return f"{totp(device.bin_key, device.step, device.t0, device.digits, device.drift):06d}"
 
 
 def events(action: str) -> list[AuditEvent]:
@@ -50,6 +58,20 @@ def test_every_public_staff_service_writes_its_audit_event(make_client, admin_us
         "set_active": (
             lambda: services.set_active(actor=admin_user, user=user, active=False),
             "staff.user_deactivated",
+        ),
+        "start_totp_enrolment": (
+            lambda: services.start_totp_enrolment(actor=admin_user, user=user),
+            "staff.mfa_enrolment_started",
+        ),
+        "confirm_totp_enrolment": (
+            lambda: services.confirm_totp_enrolment(actor=admin_user, user=user, token=current_code(user)),
+            "staff.mfa_enrolled",
+        ),
+        "reset_second_factor": (lambda: services.reset_second_factor(actor=admin_user, user=user), "staff.mfa_reset"),
+        "unlock": (lambda: services.unlock(actor=admin_user, user=user), "staff.unlocked"),
+        "set_password": (
+            lambda: services.set_password(actor=admin_user, user=user, password="An0ther-long-one"),
+            "staff.password_reset",
         ),
     }
     public = {
