@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group, User
+from django.db import transaction
 from django.utils.html import format_html_join
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -53,6 +55,14 @@ class AuditedUserAdmin(UserAdmin):
             record(actor=request.user, action=action, target=obj)
         if changes.keys() - {"is_active"}:
             record(actor=request.user, action="staff.user_changed", target=obj, changes=changes)
+
+    def user_change_password(self, request, id, form_url=""):
+        # Django's own page saves outside the admin's transaction: wrap it, so the event commits with the change.
+        with transaction.atomic(using=settings.CONSOLE_DB_ALIAS):
+            response = super().user_change_password(request, id, form_url)
+            if request.method == "POST" and response.status_code == 302:
+                record(actor=request.user, action="staff.password_reset", target=User.objects.get(pk=id))
+        return response
 
     def save_related(self, request, form, formsets, change):
         user = form.instance

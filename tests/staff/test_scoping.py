@@ -14,6 +14,7 @@ from django.urls import NoReverseMatch, reverse
 
 from audit.models import AuditEvent
 from clients.models import Client, Tier
+from invitations.services import Invitee, issue_invitation
 from staff.models import ClientUserGrant
 from staff.roles import ACCESS_PERMISSION
 from staff.scoping import ClientScopedAdminMixin, client_column_of
@@ -151,3 +152,18 @@ def test_every_admin_of_rows_of_a_client_uses_the_scoping_mixin():
     for model_admin in admins:
         if client_column_of(model_admin.model) is not None:
             assert isinstance(model_admin, ClientScopedAdminMixin), type(model_admin).__name__
+
+
+def test_checking_a_token_of_a_hidden_client_answers_404(client, estate, staff_user):
+    user = staff_user("support", "Support", [estate.acme])
+    client.force_login(user)
+    check = reverse("admin:invitations_invitation_check")
+    for code, expected in (("acme", 200), ("globex", 404)):
+        owner = getattr(estate, code)
+        application = owner.applications.get(app_code="onboarding")
+        _, token = issue_invitation(
+            actor=None, client=owner, application=application, invitee=Invitee("Bo", f"bo@{owner.domain}")
+        )
+        response = client.post(check, {"token": token})
+        assert response.status_code == expected, code
+        assert "globex" not in response.content.decode()

@@ -138,3 +138,15 @@ def test_changes_in_djangos_group_admin_are_audited(client, admin_user):
     assert response.status_code == 302
     assert events("staff.group_created")[-1].target_label == "Night shift"
     assert events("staff.group_permissions_changed")[-1].changes["permissions"]["new"] == ["vault.view_secret"]
+
+
+def test_a_password_set_in_djangos_user_admin_is_audited(client, admin_user):
+    sam = services.create_staff_user(actor=None, username="sam", email="sam@thepia.net", role="Support")
+    client.force_login(admin_user)
+    response = client.post(
+        reverse("admin:auth_user_password_change", args=[sam.pk]),
+        {"password1": "A-long-enough-pass-19", "password2": "A-long-enough-pass-19", "usable_password": "true"},
+    )
+    assert response.status_code == 302
+    (event,) = events("staff.password_reset")
+    assert event.target_id == str(sam.pk) and event.actor_label == admin_user.username

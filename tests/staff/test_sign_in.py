@@ -16,6 +16,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from audit.models import AuditEvent
 from staff import services
+from vault.models import DataKey
 from vault.services import set_secret
 
 pytestmark = pytest.mark.django_db(databases="__all__")
@@ -202,3 +203,16 @@ def test_console_pages_carry_a_content_security_policy_and_refuse_framing(client
     policy = response["Content-Security-Policy"]
     assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy and "default-src 'self'" in policy
     assert response["X-Frame-Options"] == "DENY"
+
+
+def test_rotating_a_data_key_needs_re_authentication(client, officer, make_client):
+    acme = make_client("acme")
+    client.force_login(officer)
+    before = DataKey.objects.filter(client=acme).count()
+    action = {"action": "rotate_the_data_key_of_selected", "_selected_action": [acme.pk], "confirmed": "yes"}
+    response = client.post(reverse("admin:clients_client_changelist"), action)
+    assert response.status_code == 302 and response.url.startswith(reverse("staff_elevate"))
+    assert DataKey.objects.filter(client=acme).count() == before
+    client.post(reverse("staff_elevate"), {"password": PASSWORD})
+    client.post(reverse("admin:clients_client_changelist"), action)
+    assert DataKey.objects.filter(client=acme).count() == before + 1
