@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
@@ -22,7 +23,7 @@ from clients.configuration import configuration_errors
 from clients.models import ApiKey, Application, Client, Tier, normalise_code, normalise_domain
 from clients.selectors import client_usage, features_not_in_tier, tier_fit_problems
 from config.admin import ReadOnlyAdminMixin, confirmed_action
-from config.errors import FlowsError
+from config.errors import FlowsError, NotFound
 from invitations.selectors import recent_invitations
 from staff import services as staff_services
 from staff.elevation import elevated_until, require_elevation
@@ -197,6 +198,23 @@ class ClientAdmin(ClientScopedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
         return self._page(request, "erase.html", title=f"Erase {client.code}", client=client, error=error,
                           elevated_until=elevated_until(request))  # fmt: skip
 
+    def _change_access(self, request, client):
+        """One grant or revoke from the access page: to a user (optionally adding a role) or to a group."""
+        revoke, actor = bool(request.POST.get("revoke")), request.user
+        if group_name := request.POST.get("group"):
+            group = Group.objects.filter(name=group_name).first()
+            if group is None:
+                raise NotFound(f"No group {group_name!r}.", code="group_not_found")
+            change = staff_services.revoke_group_client_access if revoke else staff_services.grant_group_client_access
+            change(actor=actor, group=group, client=client)
+            return
+        user = get_staff_user(request.POST.get("username", ""))
+        if revoke:
+            staff_services.revoke_client_access(actor=actor, user=user, client=client)
+        else:
+            role = request.POST.get("role") or None
+            staff_services.grant_client_access(actor=actor, user=user, client=client, role=role)
+
     def access_view(self, request, object_id):
         """Who may see this client; Platform admins (who may change users) grant and revoke, re-authenticated."""
         client = get_object_or_404(self.get_queryset(request), pk=object_id)
@@ -207,17 +225,13 @@ class ClientAdmin(ClientScopedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
             if refusal := require_elevation(request):
                 return refusal
             try:
-                user = get_staff_user(request.POST.get("username", ""))
-                if request.POST.get("revoke"):
-                    staff_services.revoke_client_access(actor=request.user, user=user, client=client)
-                else:
-                    role = request.POST.get("role") or None
-                    staff_services.grant_client_access(actor=request.user, user=user, client=client, role=role)
+                self._change_access(request, client)
             except FlowsError as failure:
                 self.message_user(request, failure.message, messages.ERROR)
             return redirect("admin:clients_client_access", client.pk)
         return self._page(request, "access.html", title=f"Access to {client.code}", client=client,
                           access=client_access(client), may_change=may_change, roles=ROLE_NAMES,
+                          groups=Group.objects.order_by("name").values_list("name", flat=True),
                           elevated_until=elevated_until(request), notice=elevation_notice())  # fmt: skip
 
     def get_queryset(self, request):

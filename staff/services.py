@@ -12,7 +12,7 @@ from guardian.shortcuts import assign_perm
 from audit.services import record
 from clients.models import Client
 from config.errors import InvalidInput
-from staff.models import ClientUserGrant
+from staff.models import ClientGroupGrant, ClientUserGrant
 from staff.roles import ACCESS_PERMISSION, ROLE_NAMES, role_named
 
 
@@ -64,11 +64,31 @@ def revoke_client_access(*, actor, user: User, client: Client) -> bool:
         return True
 
 
-def grant_group_client_access(*, actor, group: Group, client: Client) -> None:
+def _group_grants(group: Group, client: Client):
+    app_label, codename = ACCESS_PERMISSION.split(".")
+    return ClientGroupGrant.objects.filter(
+        group=group, content_object=client, permission__codename=codename, permission__content_type__app_label=app_label
+    )
+
+
+def grant_group_client_access(*, actor, group: Group, client: Client) -> bool:
+    """Let every member of `group` see `client` (a team that looks after a client together)."""
     with _atomic():
+        if _group_grants(group, client).exists():
+            return False
         assign_perm(ACCESS_PERMISSION, group, client)
         record(actor=actor, action="staff.client_access_granted", client=client, target=group,
                changes={"group": group.name, "client": client.code})  # fmt: skip
+        return True
+
+
+def revoke_group_client_access(*, actor, group: Group, client: Client) -> bool:
+    with _atomic():
+        if not _group_grants(group, client).delete()[0]:
+            return False
+        record(actor=actor, action="staff.client_access_revoked", client=client, target=group,
+               changes={"group": group.name, "client": client.code})  # fmt: skip
+        return True
 
 
 def add_to_group(*, actor, user: User, group: Group) -> bool:
@@ -112,15 +132,6 @@ def create_staff_user(*, actor, username: str, email: str, role: str, clients: l
         for client in clients:
             grant_client_access(actor=actor, user=user, client=client)
         return user
-
-
-def set_active(*, actor, user: User, active: bool) -> None:
-    with _atomic():
-        if user.is_active == active:
-            return
-        user.is_active = active
-        user.save(update_fields=["is_active"])
-        record(actor=actor, action="staff.user_reactivated" if active else "staff.user_deactivated", target=user)
 
 
 RECOVERY_CODES = 10

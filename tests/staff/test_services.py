@@ -55,9 +55,11 @@ def test_every_public_staff_service_writes_its_audit_event(make_client, admin_us
             lambda: services.add_to_group(actor=admin_user, user=user, group=Group.objects.get(name="Client manager")),
             "staff.groups_changed",
         ),
-        "set_active": (
-            lambda: services.set_active(actor=admin_user, user=user, active=False),
-            "staff.user_deactivated",
+        "revoke_group_client_access": (
+            lambda: services.revoke_group_client_access(
+                actor=admin_user, group=Group.objects.get(name="Support"), client=acme
+            ),
+            "staff.client_access_revoked",
         ),
         "start_totp_enrolment": (
             lambda: services.start_totp_enrolment(actor=admin_user, user=user),

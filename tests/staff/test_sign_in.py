@@ -166,6 +166,16 @@ def test_granting_from_the_client_page_needs_re_authentication_and_is_audited(
     assert "sam" in client.get(reverse("admin:clients_client_change", args=[acme.pk])).content.decode()
     client.post(access, {"username": "sam", "revoke": "yes"})
     assert AuditEvent.objects.get(action="staff.client_access_revoked").actor_label == "admin"
+    client.post(access, {"group": "Support"})  # every Support member now sees acme, sam included
+    sam_browser = Browser()
+    sam_browser.force_login(sam)
+    assert sam_browser.get(reverse("admin:clients_client_change", args=[acme.pk])).status_code == 200
+    client.post(access, {"group": "Support", "revoke": "yes"})
+    assert sam_browser.get(reverse("admin:clients_client_change", args=[acme.pk])).status_code == 404
+    group_events = AuditEvent.objects.filter(target_type="auth.group", client_id=acme.pk).values_list(
+        "action", flat=True
+    )
+    assert sorted(group_events) == ["staff.client_access_granted", "staff.client_access_revoked"]
 
 
 def test_exporting_the_audit_trail_needs_the_permission_and_re_authentication(client, officer, staff_user, make_client):
