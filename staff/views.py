@@ -33,7 +33,7 @@ def _page(request, template: str, title: str, **context):
 
 def qr_code_svg(data: str) -> str:
     """The enrolment QR code as inline SVG, drawn here: the key never leaves the server for a QR service."""
-    image = qrcode.make(data, image_factory=qrcode.image.svg.SvgPathImage, box_size=8)
+    image = qrcode.make(data, image_factory=qrcode.image.svg.SvgPathImage, box_size=20)
     buffer = BytesIO()
     image.save(buffer)
     return buffer.getvalue().decode().split("?>", 1)[-1]  # without the XML declaration: it is inlined in HTML
