@@ -29,7 +29,7 @@ from staff import services as staff_services
 from staff.elevation import elevated_until, require_elevation
 from staff.elevation import notice as elevation_notice
 from staff.roles import ROLE_NAMES
-from staff.scoping import ClientScopedAdminMixin, scope
+from staff.scoping import ClientScopedAdminMixin, scope, sees_all_clients
 from staff.selectors import client_access, get_staff_user
 from vault import services as vault_services
 
@@ -303,6 +303,9 @@ class ClientAdmin(ClientScopedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
             services.update_client(actor=request.user, client=obj, **data)
         else:
             created = services.create_client(actor=request.user, code=form.cleaned_data["code"], **data)
+            if not sees_all_clients(request.user):
+                # A Client manager sees only granted clients: without this, their new client would answer 404.
+                staff_services.grant_client_access(actor=request.user, user=request.user, client=created)
             obj.pk, obj._state = created.pk, created._state
 
 

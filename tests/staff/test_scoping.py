@@ -167,3 +167,26 @@ def test_checking_a_token_of_a_hidden_client_answers_404(client, estate, staff_u
         response = client.post(check, {"token": token})
         assert response.status_code == expected, code
         assert "globex" not in response.content.decode()
+
+
+def test_a_client_manager_who_creates_a_client_is_granted_it(client, staff_user):
+    manager = staff_user("manager", "Client manager")
+    client.force_login(manager)
+    response = client.post(
+        reverse("admin:clients_client_add"),
+        {
+            "code": "hooli",
+            "legal_name": "Hooli",
+            "domain": "hooli.thepia.net",
+            "region": "EU",
+            "tier": "free",
+            "applications-TOTAL_FORMS": "0",
+            "applications-INITIAL_FORMS": "0",
+        },
+        follow=True,
+    )
+    assert response.redirect_chain and "hooli.thepia.net" in response.content.decode()  # listed: granted
+    hooli = Client.objects.get(code="hooli")
+    assert AuditEvent.objects.filter(
+        action="staff.client_access_granted", client_id=hooli.pk, target_id=str(manager.pk)
+    ).exists()
