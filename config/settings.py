@@ -193,10 +193,13 @@ AXES_COOLOFF_TIME = env.int("FLOWS_STAFF_LOCKOUT_HOURS", default=1)
 AXES_RESET_ON_SUCCESS = True
 # Unlocking is `manage.py unlock_staff_user`, audited; axes' own admin pages would bypass the trail.
 AXES_ENABLE_ADMIN = False
-# The IP is the peer's address, or the proxy's X-Forwarded-For when BEHIND_TLS_PROXY says one is in front.
+# The IP is the peer's address, or, when BEHIND_TLS_PROXY says a load balancer is in front, the
+# right-most X-Forwarded-For entry: the one the balancer appended (entries to its left are the client's
+# own words, and a client could forge them to spread its failures over invented addresses).
 AXES_IPWARE_META_PRECEDENCE_ORDER = (
     ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"] if env.bool("BEHIND_TLS_PROXY", default=False) else ["REMOTE_ADDR"]
 )
+AXES_IPWARE_PROXY_ORDER = "right-most"
 
 # --- Tenant API ------------------------------------------------------------------------------
 # Requests per minute per API key, unless the key sets its own `rate_limit`.
