@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import json
 
+from django.conf import settings
 from django.contrib import admin
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import transaction
+from django.http import HttpResponse
 from django.utils.html import format_html
 
 from audit.models import KNOWN_ACTIONS, AuditEvent
+from audit.services import record
 from config.admin import ReadOnlyAdminMixin
+from staff.elevation import require_elevation
+from staff.scoping import ClientScopedAdminMixin
 
 
 class TextInputFilter(admin.SimpleListFilter):
@@ -50,7 +57,9 @@ class ActionFilter(admin.SimpleListFilter):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class AuditEventAdmin(ClientScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+    # Events of granted clients only; platform events (no client) only for platform-wide roles.
+    client_column = "client_id"
     list_display = ["occurred_at", "action", "client_code", "actor_display", "target_display", "ip"]
     list_filter = [
         ClientCodeFilter,
@@ -69,6 +78,25 @@ class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "chain", "seq", "prev_hash", "hash",
     ]  # fmt: skip
     readonly_fields = fields
+    actions = ["export_selected"]
+
+    def has_export_auditevent_permission(self, request):
+        return request.user.has_perm("audit.export_auditevent")
+
+    @admin.action(description="Export the selected events (JSON Lines)", permissions=["export_auditevent"])
+    def export_selected(self, request, queryset):
+        """The selected (or, with "select all", the filtered) events of the clients this user may see, audited."""
+        if refusal := require_elevation(request, request.get_full_path()):
+            return refusal
+        fields = [field.attname for field in AuditEvent._meta.concrete_fields]
+        with transaction.atomic(using=settings.CONSOLE_DB_ALIAS):
+            rows = list(queryset.order_by("id").values(*fields))
+            record(actor=request.user, action="audit.exported", target_type="audit.auditevent",
+                   changes={"events": len(rows)})  # fmt: skip
+        body = "".join(json.dumps(row, cls=DjangoJSONEncoder, sort_keys=True) + "\n" for row in rows)
+        response = HttpResponse(body, content_type="application/x-ndjson")
+        response["Content-Disposition"] = 'attachment; filename="audit-events.jsonl"'
+        return response
 
     @admin.display(description="actor", ordering="actor_label")
     def actor_display(self, event):

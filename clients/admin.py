@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
-from django.db.models import Count, Q
+from django.contrib.auth.models import Group
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.forms.fields import InvalidJSONInput
 from django.http import HttpResponseRedirect
+from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
@@ -20,8 +23,14 @@ from clients.configuration import configuration_errors
 from clients.models import ApiKey, Application, Client, Tier, normalise_code, normalise_domain
 from clients.selectors import client_usage, features_not_in_tier, tier_fit_problems
 from config.admin import ReadOnlyAdminMixin, confirmed_action
-from config.errors import FlowsError
+from config.errors import FlowsError, NotFound
 from invitations.selectors import recent_invitations
+from staff import services as staff_services
+from staff.elevation import elevated_until, require_elevation
+from staff.elevation import notice as elevation_notice
+from staff.roles import ROLE_NAMES
+from staff.scoping import ClientScopedAdminMixin, scope, sees_all_clients
+from staff.selectors import client_access, get_staff_user
 from vault import services as vault_services
 
 
@@ -60,7 +69,10 @@ class TierAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     ordering = ["rank"]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(client_count=Count("clients"))
+        # Counts only the clients the user may see: a scoped user learns nothing of the others.
+        visible = scope(Client.objects.filter(tier=OuterRef("pk")), request.user)
+        counted = visible.order_by().values("tier").annotate(count=Count("*")).values("count")
+        return super().get_queryset(request).annotate(client_count=Coalesce(Subquery(counted), 0))
 
     @admin.display(description="features")
     def feature_list(self, tier):
@@ -71,7 +83,7 @@ class TierAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return tier.client_count
 
 
-class ApplicationInline(admin.TabularInline):
+class ApplicationInline(ClientScopedAdminMixin, admin.TabularInline):
     model = Application
     fields = ["app_code", "name", "status", "feature_list", "updated_at"]
     readonly_fields = fields
@@ -120,7 +132,7 @@ def _rotate_data_key(*, actor, obj, reason):
 
 
 @admin.register(Client)
-class ClientAdmin(ServiceAdminMixin, admin.ModelAdmin):
+class ClientAdmin(ClientScopedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
     form = ClientForm
     list_display = ["code", "legal_name", "domain", "region", "tier", "status", "application_count", "created_at"]
     list_filter = ["status", "tier", "region"]
@@ -128,6 +140,7 @@ class ClientAdmin(ServiceAdminMixin, admin.ModelAdmin):
     list_select_related = ["tier"]
     readonly_fields = [
         "id", "status", "deactivated_at", "created_at", "updated_at", "usage", "api_usage", "recent_invitations",
+        "staff_access",
     ]  # fmt: skip
     inlines = [ApplicationInline]
     actions = [
@@ -145,6 +158,7 @@ class ClientAdmin(ServiceAdminMixin, admin.ModelAdmin):
             past="rotated the data key of",
             service=_rotate_data_key,
             permission="rotate_keys",
+            elevated=True,
             warning="New values are encrypted with a new key version; older versions keep decrypting until rewrap.",
         ),
     ]
@@ -153,8 +167,76 @@ class ClientAdmin(ServiceAdminMixin, admin.ModelAdmin):
     def has_rotate_keys_permission(self, request):
         return request.user.has_perm("vault.rotate_keys")
 
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("<uuid:object_id>/erase/", view(self.erase_view), name="clients_client_erase"),
+            path("<uuid:object_id>/access/", view(self.access_view), name="clients_client_access"),
+            *super().get_urls(),
+        ]
+
+    def _page(self, request, template: str, **context):
+        context = {**self.admin_site.each_context(request), "opts": self.opts, **context}
+        return TemplateResponse(request, f"admin/clients/client/{template}", context)
+
+    def erase_view(self, request, object_id):
+        """Crypto-shredding from the console: Security officers only, re-authenticated, the code typed again."""
+        client = get_object_or_404(self.get_queryset(request), pk=object_id)  # hidden: 404 before 403
+        if not request.user.has_perm("clients.erase_client"):
+            raise PermissionDenied
+        if refusal := require_elevation(request):
+            return refusal
+        error = ""
+        if request.method == "POST":
+            try:
+                services.erase_client(actor=request.user, client=client, confirm=request.POST.get("confirm", ""))
+            except FlowsError as failure:
+                error = failure.message
+            else:
+                self.message_user(request, f"Client {client.code} is erased: its data keys are destroyed.")
+                return redirect("admin:clients_client_change", client.pk)
+        return self._page(request, "erase.html", title=f"Erase {client.code}", client=client, error=error,
+                          elevated_until=elevated_until(request))  # fmt: skip
+
+    def _change_access(self, request, client):
+        """One grant or revoke from the access page: to a user (optionally adding a role) or to a group."""
+        revoke, actor = bool(request.POST.get("revoke")), request.user
+        if group_name := request.POST.get("group"):
+            group = Group.objects.filter(name=group_name).first()
+            if group is None:
+                raise NotFound(f"No group {group_name!r}.", code="group_not_found")
+            change = staff_services.revoke_group_client_access if revoke else staff_services.grant_group_client_access
+            change(actor=actor, group=group, client=client)
+            return
+        user = get_staff_user(request.POST.get("username", ""))
+        if revoke:
+            staff_services.revoke_client_access(actor=actor, user=user, client=client)
+        else:
+            role = request.POST.get("role") or None
+            staff_services.grant_client_access(actor=actor, user=user, client=client, role=role)
+
+    def access_view(self, request, object_id):
+        """Who may see this client; Platform admins (who may change users) grant and revoke, re-authenticated."""
+        client = get_object_or_404(self.get_queryset(request), pk=object_id)
+        may_change = request.user.has_perm("auth.change_user")
+        if request.method == "POST":
+            if not may_change:
+                raise PermissionDenied
+            if refusal := require_elevation(request):
+                return refusal
+            try:
+                self._change_access(request, client)
+            except FlowsError as failure:
+                self.message_user(request, failure.message, messages.ERROR)
+            return redirect("admin:clients_client_access", client.pk)
+        return self._page(request, "access.html", title=f"Access to {client.code}", client=client,
+                          access=client_access(client), may_change=may_change, roles=ROLE_NAMES,
+                          groups=Group.objects.order_by("name").values_list("name", flat=True),
+                          elevated_until=elevated_until(request), notice=elevation_notice())  # fmt: skip
+
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(application_count=Count("applications"))
+        # Explicit order: the GROUP BY drops Meta.ordering, and the autocomplete paginates this queryset.
+        return super().get_queryset(request).annotate(application_count=Count("applications")).order_by("code")
 
     def get_readonly_fields(self, request, obj=None):
         return [*self.readonly_fields, "code"] if obj else self.readonly_fields
@@ -170,6 +252,7 @@ class ClientAdmin(ServiceAdminMixin, admin.ModelAdmin):
                 {"fields": ["status", "deactivated_at", "usage", "api_usage", "id", "created_at", "updated_at"]},
             ),
             ("Invitations", {"fields": ["recent_invitations"]}),
+            ("Staff access", {"fields": ["staff_access"]}),
         ]
 
     @admin.display(description="applications", ordering="application_count")
@@ -187,6 +270,16 @@ class ClientAdmin(ServiceAdminMixin, admin.ModelAdmin):
     @admin.display(description="API requests this month")
     def api_usage(self, client):
         return _usage_text(usage_by_class(client_id=client.pk))
+
+    @admin.display(description="who has access")
+    def staff_access(self, client):
+        access = client_access(client)
+        granted = ", ".join([*access["users"], *(f"group {name}" for name in access["groups"])]) or "nobody"
+        url = reverse("admin:clients_client_access", args=[client.pk])
+        return format_html(
+            '{}; every client: {} <a class="button" href="{}">Grant or revoke…</a>',
+            granted, ", ".join(access["platform_wide"]) or "nobody", url,
+        )  # fmt: skip
 
     @admin.display(description="recent invitations")
     def recent_invitations(self, client):
@@ -210,6 +303,9 @@ class ClientAdmin(ServiceAdminMixin, admin.ModelAdmin):
             services.update_client(actor=request.user, client=obj, **data)
         else:
             created = services.create_client(actor=request.user, code=form.cleaned_data["code"], **data)
+            if not sees_all_clients(request.user):
+                # A Client manager sees only granted clients: without this, their new client would answer 404.
+                staff_services.grant_client_access(actor=request.user, user=request.user, client=created)
             obj.pk, obj._state = created.pk, created._state
 
 
@@ -255,7 +351,7 @@ class ApplicationForm(forms.ModelForm):
 
 
 @admin.register(Application)
-class ApplicationAdmin(ClientLinkMixin, ServiceAdminMixin, admin.ModelAdmin):
+class ApplicationAdmin(ClientScopedAdminMixin, ClientLinkMixin, ServiceAdminMixin, admin.ModelAdmin):
     form = ApplicationForm
     list_display = ["app_code", "name", "client_link", "status", "feature_list", "updated_at"]
     list_filter = ["status", "app_code", "client__tier"]
@@ -326,7 +422,7 @@ def _revoke(*, actor, obj, reason):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(ClientLinkMixin, ServiceAdminMixin, admin.ModelAdmin):
+class ApiKeyAdmin(ClientScopedAdminMixin, ClientLinkMixin, ServiceAdminMixin, admin.ModelAdmin):
     form = ApiKeyForm
     list_display = ["name", "prefix", "client_link", "application", "scope_list", "state", "expires_at", "last_used_at"]
     list_filter = [ApiKeyStateFilter, "client__tier"]

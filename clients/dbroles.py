@@ -49,6 +49,22 @@ CONSOLE_GRANTS: dict[str, str] = {
     "admin.LogEntry": "SELECT, INSERT, DELETE",
     "django_migrations": "SELECT",  # health_check reports unapplied migrations
     "api.Usage": "SELECT",  # usage reports; the API's own role writes the counters
+    # Per-client staff grants (staff/models.py): granted and revoked by staff.services.
+    "staff.ClientUserGrant": DML,
+    "staff.ClientGroupGrant": DML,
+    # Guardian's generic tables exist with the app; nothing writes them (Client grants use the
+    # tables above), but guardian reads them for an object of any other model.
+    "guardian.UserObjectPermission": "SELECT",
+    "guardian.GroupObjectPermission": "SELECT",
+    # Second factors (django-otp): enrolled, verified (a use moves the device's counters) and reset.
+    "otp_totp.TOTPDevice": DML,
+    "otp_static.StaticDevice": DML,
+    "otp_static.StaticToken": DML,  # a recovery code is deleted when used
+    # Sign-in throttling (django-axes): failures counted per user and IP, cleared on success or reset.
+    "axes.AccessAttempt": DML,
+    "axes.AccessAttemptExpiration": DML,
+    "axes.AccessFailureLog": DML,
+    "axes.AccessLog": DML,
 }
 
 # The Flows applications' role: tenant tables only, every row filtered by RLS; tiers are global

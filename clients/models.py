@@ -101,6 +101,11 @@ class Client(models.Model):
             ),
         ]
         indexes = [models.Index(fields=["status", "code"]), models.Index(fields=["tier", "code"])]
+        permissions = [
+            ("erase_client", "Can erase a client (crypto-shredding)"),
+            # Platform-wide roles: without it a staff user sees only the clients granted to them.
+            ("access_all_clients", "Can see every client, not only granted ones"),
+        ]
 
     def __str__(self):
         return self.code

@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.template.response import TemplateResponse
 
 from config.errors import FlowsError
+from staff.elevation import elevated_until, require_elevation
 
 
 class ReadOnlyAdminMixin:
@@ -40,15 +41,19 @@ def confirmed_action(
     asks_reason: bool = False,
     warning: str = "",
     past: str = "",
+    elevated: bool = False,
 ):
     """An admin action that first shows a confirmation page, then calls `service` once per selected object.
 
     Each object is reloaded through the admin's own queryset (so per-object scoping applies) and
-    each call is its own transaction; failures are reported per object, successes counted.
+    each call is its own transaction; failures are reported per object, successes counted. An
+    `elevated` action needs a recent re-authentication (staff/elevation.py), and its page says so.
     """
 
     @admin.action(description=description, permissions=[permission])
     def action(modeladmin, request, queryset):
+        if elevated and (refusal := require_elevation(request, request.get_full_path())):
+            return refusal
         if request.POST.get("confirmed") == "yes":
             reason = request.POST.get("reason", "").strip()
             done, failed = 0, []
@@ -77,6 +82,7 @@ def confirmed_action(
             "verb": verb,
             "asks_reason": asks_reason,
             "warning": warning,
+            "elevated_until": elevated_until(request) if elevated else None,
         }
         return TemplateResponse(request, "admin/confirm_action.html", context)
 

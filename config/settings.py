@@ -36,6 +36,12 @@ INSTALLED_APPS = [
     "vault",
     "invitations",
     "api",
+    "guardian",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
+    "axes",
+    "staff",
     # Serves django-ninja's bundled Swagger UI files, so /api/v1/docs loads nothing from elsewhere.
     "ninja",
 ]
@@ -48,9 +54,16 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # request.user.is_verified(): whether this session passed its second factor
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # Outside DEBUG, a staff session without a verified second factor reaches only the sign-in pages.
+    "staff.middleware.SecondFactorMiddleware",
     "config.middleware.RejectUnstorableInputMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Last, as django-axes requires: it turns a locked-out sign-in into its lockout response.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -131,6 +144,16 @@ DATABASES = {
 DATABASE_ROUTERS = ["config.routers.TenancyRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+AUTHENTICATION_BACKENDS = [
+    # First: refuses a sign-in while the user or the IP is locked out, before any password is checked.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+    # Object permissions on a client (staff/models.py): `user.has_perm("clients.view_client", client)`.
+    "guardian.backends.ObjectPermissionBackend",
+]
+# Guardian's anonymous user would be a row in auth_user nobody signs in as: staff pages need a login.
+ANONYMOUS_USER_NAME = None
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -162,6 +185,31 @@ FLOWS_TOKEN_AUDIENCE = env.str("FLOWS_TOKEN_AUDIENCE", default="flows.thepia.net
 FLOWS_INVITATION_LINK = env.str("FLOWS_INVITATION_LINK", default="https://{domain}/{app}/invitation#token={token}")
 FLOWS_INVITATION_RETENTION_DAYS = env.int("FLOWS_INVITATION_RETENTION_DAYS", default=90)
 
+# --- Staff ---------------------------------------------------------------------------------
+# The console's public address, for links printed by commands (create_staff_user's password link).
+FLOWS_CONSOLE_URL = env.str("FLOWS_CONSOLE_URL", default="http://127.0.0.1:8000")
+
+# Sign-in hardening (docs/staff-access.md). A second factor (TOTP) for every staff user, except
+# with DEBUG by default: the development superuser of `make run` signs in with a password alone.
+FLOWS_STAFF_REQUIRE_MFA = env.bool("FLOWS_STAFF_REQUIRE_MFA", default=not DEBUG)
+# Reveal, rotate, erase, export and grant need a password (and second factor) confirmed this recently.
+FLOWS_STAFF_ELEVATION_MINUTES = env.int("FLOWS_STAFF_ELEVATION_MINUTES", default=5)
+OTP_TOTP_ISSUER = "Flows Console"
+# django-axes: after this many failures a username, and separately an IP address, is locked out.
+AXES_FAILURE_LIMIT = env.int("FLOWS_STAFF_LOGIN_FAILURE_LIMIT", default=5)
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_COOLOFF_TIME = env.int("FLOWS_STAFF_LOCKOUT_HOURS", default=1)
+AXES_RESET_ON_SUCCESS = True
+# Unlocking is `manage.py unlock_staff_user`, audited; axes' own admin pages would bypass the trail.
+AXES_ENABLE_ADMIN = False
+# The IP is the peer's address, or, when BEHIND_TLS_PROXY says a load balancer is in front, the
+# right-most X-Forwarded-For entry: the one the balancer appended (entries to its left are the client's
+# own words, and a client could forge them to spread its failures over invented addresses).
+AXES_IPWARE_META_PRECEDENCE_ORDER = (
+    ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"] if env.bool("BEHIND_TLS_PROXY", default=False) else ["REMOTE_ADDR"]
+)
+AXES_IPWARE_PROXY_ORDER = "right-most"
+
 # --- Tenant API ------------------------------------------------------------------------------
 # Requests per minute per API key, unless the key sets its own `rate_limit`.
 FLOWS_API_RATE_LIMIT_PER_MINUTE = env.int("FLOWS_API_RATE_LIMIT_PER_MINUTE", default=600)
@@ -181,6 +229,24 @@ CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SESSION_COOKIE_HTTPONLY = True
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_TLS_PROXY", default=False) else None
 X_FRAME_OPTIONS = "DENY"
+# An idle staff session ends: its expiry moves forward on every request and lapses after this long.
+SESSION_COOKIE_AGE = env.int("FLOWS_STAFF_IDLE_MINUTES", default=30) * 60
+SESSION_SAVE_EVERY_REQUEST = True
+# The console loads nothing from elsewhere: scripts and styles are the admin's own files. The tenant
+# API's documentation page (django-ninja's Swagger UI) sets its own policy needs, so /api/ is left out.
+CONTENT_SECURITY_POLICY = {
+    "EXCLUDE_URL_PREFIXES": ["/api/"],
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],  # the admin's templates carry style attributes
+        "img-src": ["'self'", "data:"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
 
 LOGGING = {
     "version": 1,

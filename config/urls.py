@@ -2,10 +2,12 @@
 
 from django.conf import settings
 from django.contrib import admin
-from django.urls import path
+from django.contrib.auth.views import PasswordResetConfirmView
+from django.urls import path, reverse_lazy
 
 from api.api import api
 from config.views import healthz
+from staff import views as staff_views
 from vault.views import jwks
 
 admin.site.site_header = "Flows Console"
@@ -16,6 +18,16 @@ urlpatterns = [path("healthz", healthz, name="healthz"), path("api/v1/", api.url
 # A tenant-only worker (FLOWS_TENANT_ONLY) has no console database: it serves no staff pages.
 if not settings.FLOWS_TENANT_ONLY:
     urlpatterns += [
+        # The one-time link of create_staff_user: a new staff user sets their own password here.
+        path(
+            "admin/password-set/<uidb64>/<token>/",
+            PasswordResetConfirmView.as_view(success_url=reverse_lazy("admin:index")),
+            name="staff_password_set",
+        ),
+        # Sign-in hardening (staff/views.py): staff-only pages, wrapped like every admin view.
+        path("admin/mfa/enrol/", admin.site.admin_view(staff_views.mfa_enrol), name="staff_mfa_enrol"),
+        path("admin/mfa/verify/", admin.site.admin_view(staff_views.mfa_verify), name="staff_mfa_verify"),
+        path("admin/elevate/", admin.site.admin_view(staff_views.elevate), name="staff_elevate"),
         path("admin/", admin.site.urls),
         path(".well-known/jwks.json", jwks, name="jwks"),
     ]

@@ -7,6 +7,7 @@ from datetime import timedelta
 from django import forms
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -21,6 +22,7 @@ from invitations.models import Invitation
 from invitations.selectors import check_token
 from invitations.services import Invitee
 from invitations.tokens import invitation_link
+from staff.scoping import ClientScopedAdminMixin, scope
 
 VALIDITY_CHOICES = [(1, "1 hour"), (24, "1 day"), (72, "3 days"), (168, "7 days"), (336, "14 days"), (720, "30 days")]
 
@@ -57,14 +59,28 @@ class IssueForm(InviteeFields):
                    "validity_hours", "max_uses"]  # fmt: skip
 
 
+class ApplicationCodeFilter(admin.SimpleListFilter):
+    """The application codes of the clients this user may see (Django's own filter would list every client's)."""
+
+    title = "application"
+    parameter_name = "app"
+
+    def lookups(self, request, model_admin):
+        applications = scope(Application.objects.all(), request.user).order_by("app_code")
+        return [(code, code) for code in applications.values_list("app_code", flat=True).distinct()]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(application__app_code=self.value()) if self.value() else queryset
+
+
 def _revoke(*, actor, obj, reason):
     services.revoke_invitation(actor=actor, invitation=obj, reason=reason)
 
 
 @admin.register(Invitation)
-class InvitationAdmin(ClientLinkMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+class InvitationAdmin(ClientScopedAdminMixin, ClientLinkMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["code", "client_link", "application", "status", "uses", "expires_at", "created_by", "created_at"]
-    list_filter = ["status", "client__tier", "application__app_code"]
+    list_filter = ["status", "client__tier", ApplicationCodeFilter]
     search_fields = ["code", "client__code"]
     list_select_related = ["client", "application"]
     date_hierarchy = "created_at"
@@ -91,8 +107,8 @@ class InvitationAdmin(ClientLinkMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     def has_revoke_invitation_permission(self, request):
         return request.user.has_perm("invitations.revoke_invitation")
 
-    def has_issue_invitation_permission(self, request):
-        return request.user.has_perm("invitations.issue_invitation")
+    def has_resend_invitation_permission(self, request):
+        return request.user.has_perm("invitations.resend_invitation")
 
     @admin.display(description="uses")
     def uses(self, invitation):
@@ -105,7 +121,7 @@ class InvitationAdmin(ClientLinkMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
         url = reverse("admin:invitations_invitation_resend", args=[invitation.pk])
         return format_html('<a class="button" href="{}">Resend with a new token…</a>', url)
 
-    @admin.action(description="Resend the selected invitation (new token)", permissions=["issue_invitation"])
+    @admin.action(description="Resend the selected invitation (new token)", permissions=["resend_invitation"])
     def resend_selected(self, request, queryset):
         if queryset.count() != 1:
             self.message_user(request, "Resend one invitation at a time: its invitee's data must be entered again.")
@@ -129,6 +145,9 @@ class InvitationAdmin(ClientLinkMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
         if not self.has_add_permission(request):
             raise PermissionDenied
         form = IssueForm(request.POST or None)
+        # Only the clients (and their applications) this user may see are offered, and accepted.
+        for name in ("client", "application"):
+            form.fields[name].queryset = scope(form.fields[name].queryset, request.user)
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
             try:
@@ -148,9 +167,9 @@ class InvitationAdmin(ClientLinkMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
         return self._page(request, "issue.html", title="Issue invitation", form=form)
 
     def resend_view(self, request, object_id):
-        if not self.has_issue_invitation_permission(request):
+        invitation = get_object_or_404(self.get_queryset(request), pk=object_id)  # hidden: 404 before 403
+        if not self.has_resend_invitation_permission(request):
             raise PermissionDenied
-        invitation = get_object_or_404(self.get_queryset(request), pk=object_id)
         form = InviteeFields(request.POST or None, initial={"validity_hours": 168})
         if request.method == "POST" and form.is_valid():
             try:
@@ -177,6 +196,8 @@ class InvitationAdmin(ClientLinkMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
             raise PermissionDenied
         token = request.POST.get("token", "") if request.method == "POST" else ""
         verdicts, invitation = check_token(token) if token else ([], None)
+        if invitation is not None and not self.get_queryset(request).filter(pk=invitation.pk).exists():
+            raise Http404("No such invitation.")  # a valid token of a client this user may not see
         return self._page(
             request, "check.html", title="Check a token", token=token, verdicts=verdicts, invitation=invitation
         )

@@ -77,7 +77,8 @@ class Invitation(models.Model):
             models.Index(fields=["finished_at"], condition=~models.Q(status="pending"), name="invitation_finished_at"),
         ]
         permissions = [
-            ("issue_invitation", "Can issue and resend invitations"),
+            ("issue_invitation", "Can issue invitations"),
+            ("resend_invitation", "Can resend an invitation with a new token"),
             ("revoke_invitation", "Can revoke invitations"),
         ]
 

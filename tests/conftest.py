@@ -16,8 +16,11 @@ from clients import services
 from clients.dbroles import APPEND_ONLY_TABLES
 from clients.models import Client
 
-# Reference data seeded by migrations survives the committed-mode clean-up.
-KEEP_TABLES = {"django_migrations", "django_content_type", "auth_permission", "clients_tier"}
+# Reference data seeded by migrations (tiers, the staff roles) survives the committed-mode clean-up.
+KEEP_TABLES = {
+    "django_migrations", "django_content_type", "auth_permission", "clients_tier",
+    "auth_group", "auth_group_permissions",
+}  # fmt: skip
 
 
 def _truncate_everything_else() -> None:

@@ -15,6 +15,8 @@ from django.utils.html import format_html
 from clients.admin import ClientLinkMixin, ServiceAdminMixin
 from config.admin import ReadOnlyAdminMixin, confirmed_action
 from config.errors import FlowsError
+from staff.elevation import elevated_until, require_elevation
+from staff.scoping import ClientScopedAdminMixin
 from vault import services
 from vault.models import DataKey, Secret, SecretAccess, SigningKey
 from vault.selectors import value_as_text
@@ -61,7 +63,7 @@ class SecretForm(forms.ModelForm):
 
 
 @admin.register(Secret)
-class SecretAdmin(ClientLinkMixin, ServiceAdminMixin, admin.ModelAdmin):
+class SecretAdmin(ClientScopedAdminMixin, ClientLinkMixin, ServiceAdminMixin, admin.ModelAdmin):
     form = SecretForm
     list_display = ["name", "client_link", "provider", "secret_type", "is_active", "value_state", "expires_at",
                     "last_used_at", "usage_count"]  # fmt: skip
@@ -137,9 +139,12 @@ class SecretAdmin(ClientLinkMixin, ServiceAdminMixin, admin.ModelAdmin):
 
     def reveal_view(self, request, object_id):
         """Ask for a reason, then show the value once: never in a list, a form, a message or a log."""
+        # A secret of a client the user may not see answers 404 before any permission check (DESIGN §9).
+        secret = get_object_or_404(self.get_queryset(request).select_related("client"), pk=object_id)
         if not request.user.has_perm(REVEAL_PERMISSION):
             raise PermissionDenied
-        secret = get_object_or_404(self.get_queryset(request).select_related("client"), pk=object_id)
+        if refusal := require_elevation(request):
+            return refusal
         value, binary, size, error = None, False, 0, ""
         if request.method == "POST":
             try:
@@ -162,12 +167,13 @@ class SecretAdmin(ClientLinkMixin, ServiceAdminMixin, admin.ModelAdmin):
             "size": size,
             "error": error,
             "reason": request.POST.get("reason", ""),
+            "elevated_until": elevated_until(request),
         }
         return TemplateResponse(request, "admin/vault/secret/reveal.html", context)  # admin_view adds no-store
 
 
 @admin.register(SecretAccess)
-class SecretAccessAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class SecretAccessAdmin(ClientScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["occurred_at", "client", "secret_name", "access_type", "actor_label", "reason", "ip"]
     list_filter = ["access_type", "actor_type"]
     search_fields = ["secret_name", "actor_label", "client__code", "reason"]
@@ -177,7 +183,7 @@ class SecretAccessAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(DataKey)
-class DataKeyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class DataKeyAdmin(ClientScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["client", "version", "status", "master_key_id", "created_at", "destroyed_at"]
     list_filter = ["status", "master_key_id"]
     search_fields = ["client__code"]

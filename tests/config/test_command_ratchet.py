@@ -25,6 +25,7 @@ from clients.models import ApiKey
 from config.commands import FlowsCommand
 from invitations import tokens
 from invitations.services import Invitee, issue_invitation
+from staff import services as staff_services
 from tests.conftest import connect_as
 from vault import services as vault_services
 
@@ -95,6 +96,10 @@ class World:
             "domain": f"{self.client}-new.thepia.net",
             "company_email": "ada.lovelace@acme.example",
             "provider": "stripe",
+            "user": f"{self.client}-staff",
+            "username": f"{self.client}-new-staff",
+            "email": "staff@thepia.net",
+            "role": "Support",
         }
 
 
@@ -116,6 +121,7 @@ def make_world(code: str) -> World:
         invitee=Invitee("Ada Lovelace", "ada.lovelace@acme.example"),
         expires_in=timedelta(days=7),
     )
+    staff_services.create_staff_user(actor=None, username=f"{code}-staff", email="staff@thepia.net", role="Support")
     return World(code, api_key.prefix, invitation.code, token)
 
 

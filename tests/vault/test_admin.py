@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import base64
 import logging
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Permission, User
 from django.urls import reverse
+from django.utils import timezone
 
 from audit.models import AuditEvent
+from staff.elevation import SESSION_KEY
 from tests.clients.test_admin import changelist_queries
 from vault import services
 from vault.models import DataKey, Secret, SecretAccess
@@ -21,17 +24,22 @@ VALUE = "sk_live_51H-admin-test-value-do-not-show"
 
 @pytest.fixture
 def staff(client):
+    """A superuser who re-authenticated a moment ago (reveal and rotation need it: tests/staff/test_sign_in.py)."""
     user = User.objects.create_superuser("staff", "staff@thepia.net", "not-used")
     client.force_login(user)
+    session = client.session
+    session[SESSION_KEY] = (timezone.now() + timedelta(minutes=5)).isoformat()
+    session.save()
     return user
 
 
 @pytest.fixture
 def clerk(client):
-    """Staff who may manage secrets but not reveal them."""
+    """Staff who may manage secrets of every client but not reveal them."""
     user = User.objects.create_user("clerk", is_staff=True)
     user.user_permissions.add(
-        *Permission.objects.filter(content_type__app_label="vault").exclude(codename="reveal_secret")
+        *Permission.objects.filter(content_type__app_label="vault").exclude(codename="reveal_secret"),
+        Permission.objects.get(codename="access_all_clients"),
     )
     client.force_login(user)
     return user

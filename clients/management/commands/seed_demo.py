@@ -1,8 +1,10 @@
 """manage.py seed_demo: demo clients with applications, secrets and some audit history, through the services."""
 
+import os
 import secrets
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from clients.models import Client
@@ -10,6 +12,8 @@ from clients.selectors import get_application
 from clients.services import configure_application, create_client, deactivate_client, update_client
 from config.commands import FlowsCommand, Result
 from invitations.services import Invitee, issue_invitation
+from staff import services as staff_services
+from staff.selectors import user_access
 from vault.models import SigningKey
 from vault.services import rotate_signing_key, set_secret
 
@@ -27,6 +31,15 @@ DEMO_SECRETS = {
     "acme": [("slack", "api_key", "Posts onboarding progress to #people-ops"), ("workday", "oauth_token", "HR sync")],
     "globex": [("stripe", "webhook_secret", "Billing events")],
 }
+
+# One staff user per role, so that the scoping can be seen at once (DEBUG only; docs/staff-access.md).
+DEMO_STAFF = [
+    ("platform-admin", "Platform admin", []),
+    ("client-manager", "Client manager", ["acme", "globex"]),
+    ("support", "Support", ["acme"]),
+    ("auditor", "Auditor", []),
+    ("security-officer", "Security officer", []),
+]
 
 DEMO_CLIENTS = [
     {"code": "acme", "legal_name": "Acme Corporation", "domain": "acme-corp.thepia.net", "region": "EU", "tier": "pro"},
@@ -111,4 +124,26 @@ class Command(FlowsCommand):
                 issue_invitation(actor=self.actor, client=client, application=get_application(client, app_code),
                                  invitee=invitee)  # fmt: skip
         text = f"Demo data: created {', '.join(created)}." if created else "Demo data already present."
-        return Result({"created": created}, text)
+        staff = self._demo_staff() if settings.DEBUG else []
+        if staff:
+            text += "\n  Demo staff (one per role; password as for the superuser below):"
+            for access in staff:
+                clients = "every client" if access["all_clients"] else ", ".join(access["clients"])
+                text += f"\n    {access['username']:<17} {access['roles'][0]:<17} {clients}"
+        return Result({"created": created, "staff": staff}, text)
+
+    def _demo_staff(self) -> list[dict]:
+        """Create the demo users once; their password is the development superuser's, reset on every run."""
+        password = os.environ.get("DEV_ADMIN_PASSWORD")
+        shown = []
+        for username, role, codes in DEMO_STAFF:
+            user = User.objects.filter(username=username).first()
+            if user is None:
+                clients = list(Client.objects.filter(code__in=codes))
+                user = staff_services.create_staff_user(
+                    actor=self.actor, username=username, email=f"{username}@thepia.example", role=role, clients=clients
+                )
+            if password and not user.check_password(password):
+                staff_services.set_password(actor=self.actor, user=user, password=password)
+            shown.append(user_access(user))
+        return shown
