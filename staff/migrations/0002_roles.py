@@ -13,7 +13,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ("staff", "0001_initial"),
         ("clients", "0006_staff_permissions"),
-        ("invitations", "0004_resend_permission"),
+        ("invitations", "0003_resend_permission"),
         ("audit", "0004_chain_rules"),
         ("vault", "0003_secret_usage_forward"),
         ("auth", "0012_alter_user_first_name_max_length"),

@@ -6,7 +6,7 @@ from django.db import migrations
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('invitations', '0003_lifecycle_timestamps'),
+        ('invitations', '0002_lifecycle_trigger'),
     ]
 
     operations = [
