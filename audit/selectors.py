@@ -32,6 +32,11 @@ def events_in_chain_order(*, client_id=None, since: datetime | None = None) -> I
         events = events.filter(client_id=client_id)
     if since is not None:
         events = events.filter(occurred_at__gte=since)
+    return exported_rows(events)
+
+
+def exported_rows(events) -> Iterator[dict[str, Any]]:
+    """The events of a queryset (e.g. the admin's filtered view), by chain then seq, as exports carry them."""
     rows = events.order_by("client_id", "chain", "seq").values_list(*EVENT_FIELDS)
     for values in rows.iterator(chunk_size=CHUNK_SIZE):
         yield {name: exported_value(name, value) for name, value in zip(EVENT_FIELDS, values, strict=True)}

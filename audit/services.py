@@ -15,7 +15,7 @@ from django.utils import timezone
 from audit import keys
 from audit.context import current_origin
 from audit.models import HASHED_COLUMNS, AuditEvent, ChainHead, Checkpoint
-from audit.selectors import events_in_chain_order
+from audit.selectors import events_in_chain_order, exported_rows
 from clients.locks import single_run
 
 PLATFORM_CHAIN = "platform"
@@ -263,15 +263,19 @@ def create_checkpoints(*, actor, client=None) -> list[Checkpoint] | None:
             return Checkpoint.objects.using(using).bulk_create(checkpoints, batch_size=1000)
 
 
-def export_events(*, actor, client=None, since=None, export_format: str):
+def export_events(*, actor, export_format: str, client=None, since=None, events=None, view: str = ""):
     """Record the export (who, which filter, which format) in its own committed transaction, then return the
-    events to stream: an export that is interrupted or fails half-way has still been recorded."""
+    events to stream: an export that is interrupted or fails half-way has still been recorded.
+
+    The command names a client and a start (`client`, `since`); the admin passes the queryset of its
+    filtered, scoped view (`events`) and the view's query string (`view`).
+    """
     using = router.db_for_write(AuditEvent)
+    changes = {"since": since.isoformat() if since else None, "format": export_format}
+    if events is not None:
+        changes["view"] = view
     with transaction.atomic(using=using, durable=True):
-        record(
-            actor=actor,
-            action="audit.exported",
-            client=client,
-            changes={"since": since.isoformat() if since else None, "format": export_format},
-        )
+        record(actor=actor, action="audit.exported", client=client, changes=changes)
+    if events is not None:
+        return exported_rows(events)
     return events_in_chain_order(client_id=client.pk if client else None, since=since)
