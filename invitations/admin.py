@@ -17,12 +17,12 @@ from clients.admin import ClientLinkMixin
 from clients.models import Application, Client
 from config.admin import ReadOnlyAdminMixin, as_validation_error, confirmed_action
 from config.errors import FlowsError
-from invitations import services
+from invitations import services, tokens
 from invitations.models import Invitation
-from invitations.selectors import check_token
+from invitations.selectors import CLAIMS_CHECK, check_token
 from invitations.services import Invitee
 from invitations.tokens import invitation_link
-from staff.scoping import ClientScopedAdminMixin, scope
+from staff.scoping import ClientScopedAdminMixin, scope, visible_clients
 
 VALIDITY_CHOICES = [(1, "1 hour"), (24, "1 day"), (72, "3 days"), (168, "7 days"), (336, "14 days"), (720, "30 days")]
 
@@ -198,10 +198,24 @@ class InvitationAdmin(ClientScopedAdminMixin, ClientLinkMixin, ReadOnlyAdminMixi
         verdicts, invitation = check_token(token) if token else ([], None)
         if invitation is not None and not self.get_queryset(request).filter(pk=invitation.pk).exists():
             raise Http404("No such invitation.")  # a valid token of a client this user may not see
+        if invitation is None and _reached_the_database(verdicts) and not self._token_client_visible(request, token):
+            # A rejected token past its signature: the database verdicts describe a hidden client's invitation.
+            raise Http404("No such invitation.")
         return self._page(
             request, "check.html", title="Check a token", token=token, verdicts=verdicts, invitation=invitation
         )
 
+    @staticmethod
+    def _token_client_visible(request, token: str) -> bool:
+        """Whether the client a verified token names is one this user may see."""
+        client_code = tokens.decode(token.strip())["client"]
+        return visible_clients(request.user).filter(code=client_code).exists()
+
     def changelist_view(self, request, extra_context=None):
         extra_context = {**(extra_context or {}), "check_url": reverse("admin:invitations_invitation_check")}
         return super().changelist_view(request, extra_context)
+
+
+def _reached_the_database(verdicts) -> bool:
+    """The token's signature and claims passed: its client claim is the console's own word."""
+    return any(verdict.label == CLAIMS_CHECK and verdict.outcome == "pass" for verdict in verdicts)

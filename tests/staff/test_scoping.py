@@ -14,7 +14,9 @@ from django.urls import NoReverseMatch, reverse
 
 from audit.models import AuditEvent
 from clients.models import Client, Tier
-from invitations.services import Invitee, issue_invitation
+from invitations import tokens
+from invitations.models import Invitation
+from invitations.services import Invitee, issue_invitation, revoke_invitation
 from staff.models import ClientUserGrant
 from staff.roles import ACCESS_PERMISSION
 from staff.scoping import ClientScopedAdminMixin, client_column_of
@@ -167,6 +169,14 @@ def test_checking_a_token_of_a_hidden_client_answers_404(client, estate, staff_u
         response = client.post(check, {"token": token})
         assert response.status_code == expected, code
         assert "globex" not in response.content.decode()
+        # Rejected past its signature (here: revoked), the verdicts would describe the invitation's state.
+        invitation = Invitation.objects.get(token_hash=tokens.token_hash(token))
+        revoke_invitation(actor=None, invitation=invitation, reason="checking the scoping of rejections")
+        response = client.post(check, {"token": token})
+        assert response.status_code == expected, code
+        assert "globex" not in response.content.decode()
+    # A token that fails before the database (not a token at all) says nothing of any client.
+    assert client.post(check, {"token": "not-a-token"}).status_code == 200
 
 
 def test_a_client_manager_who_creates_a_client_is_granted_it(client, staff_user):
