@@ -45,6 +45,7 @@ KNOWN_ACTIONS = [
     "staff.groups_changed",
     "staff.permissions_changed",
     "staff.group_created",
+    "staff.group_renamed",
     "staff.group_permissions_changed",
     "staff.client_access_granted",
     "staff.client_access_revoked",

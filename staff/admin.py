@@ -13,6 +13,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from audit.services import record
 from staff import services
+from staff.elevation import require_elevation
 from staff.models import ClientUserGrant
 
 admin.site.unregister(User)
@@ -22,8 +23,18 @@ admin.site.unregister(Group)
 admin.site.unregister([TOTPDevice, StaticDevice])
 
 
+class ElevatedChangesMixin:
+    """Changing who may do what — a user's flags, groups, permissions or password, a group's permissions —
+    needs a recent re-authentication here too, as granting client access does (docs/staff-access.md)."""
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        if refusal := require_elevation(request, request.get_full_path()):
+            return refusal
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+
 @admin.register(User)
-class AuditedUserAdmin(UserAdmin):
+class AuditedUserAdmin(ElevatedChangesMixin, UserAdmin):
     """Saves run in the admin's transaction on the console alias, so each event commits with its change."""
 
     readonly_fields = ["granted_clients"]
@@ -44,7 +55,7 @@ class AuditedUserAdmin(UserAdmin):
             return
         before = User.objects.get(pk=obj.pk)
         super().save_model(request, obj, form, change)
-        flags = ("is_active", "is_staff", "is_superuser")
+        flags = ("username", "is_active", "is_staff", "is_superuser")
         changes = {
             f: {"old": getattr(before, f), "new": getattr(obj, f)}
             for f in flags
@@ -57,6 +68,8 @@ class AuditedUserAdmin(UserAdmin):
             record(actor=request.user, action="staff.user_changed", target=obj, changes=changes)
 
     def user_change_password(self, request, id, form_url=""):
+        if refusal := require_elevation(request, request.get_full_path()):
+            return refusal
         # Django's own page saves outside the admin's transaction: wrap it, so the event commits with the change.
         with transaction.atomic(using=settings.CONSOLE_DB_ALIAS):
             response = super().user_change_password(request, id, form_url)
@@ -79,14 +92,23 @@ class AuditedUserAdmin(UserAdmin):
 
 
 @admin.register(Group)
-class AuditedGroupAdmin(GroupAdmin):
+class AuditedGroupAdmin(ElevatedChangesMixin, GroupAdmin):
     def has_delete_permission(self, request, obj=None):
         return False  # a role's group is kept by the migrations; removing members is the audited way
 
     def save_model(self, request, obj, form, change):
+        before = Group.objects.get(pk=obj.pk).name if change else None
         super().save_model(request, obj, form, change)
         if not change:
             record(actor=request.user, action="staff.group_created", target=obj)
+        elif before != obj.name:
+            # A role's group renamed keeps its permissions: the migrations match roles by name.
+            record(
+                actor=request.user,
+                action="staff.group_renamed",
+                target=obj,
+                changes={"name": {"old": before, "new": obj.name}},
+            )
 
     def save_related(self, request, form, formsets, change):
         group = form.instance

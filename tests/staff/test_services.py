@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import inspect
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Group, Permission, User
 from django.urls import reverse
+from django.utils import timezone
 from django_otp.oath import totp
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from audit.models import AuditEvent
 from config.errors import InvalidInput
 from staff import services
+from staff.elevation import SESSION_KEY
 
 pytestmark = pytest.mark.django_db(databases="__all__")
 # Helpers the services and the admin hooks share: they record through the callers' events.
@@ -108,8 +111,16 @@ def test_an_unknown_role_is_refused(admin_user):
     assert not User.objects.filter(username="x").exists()
 
 
+def elevated(client, user):
+    """Signed in, with a fresh re-authentication, as the user and group pages require."""
+    client.force_login(user)
+    session = client.session
+    session[SESSION_KEY] = (timezone.now() + timedelta(minutes=5)).isoformat()
+    session.save()
+
+
 def test_changes_in_djangos_user_admin_are_audited(client, admin_user):
-    client.force_login(admin_user)
+    elevated(client, admin_user)
     response = client.post(
         reverse("admin:auth_user_add"),
         {"username": "newbie", "password1": "A-long-enough-pass-19", "password2": "A-long-enough-pass-19",
@@ -134,17 +145,39 @@ def test_changes_in_djangos_user_admin_are_audited(client, admin_user):
 
 
 def test_changes_in_djangos_group_admin_are_audited(client, admin_user):
-    client.force_login(admin_user)
+    elevated(client, admin_user)
     permission = Permission.objects.get(codename="view_secret")
     response = client.post(reverse("admin:auth_group_add"), {"name": "Night shift", "permissions": [permission.pk]})
     assert response.status_code == 302
     assert events("staff.group_created")[-1].target_label == "Night shift"
     assert events("staff.group_permissions_changed")[-1].changes["permissions"]["new"] == ["vault.view_secret"]
+    night = Group.objects.get(name="Night shift")
+    rename = {"name": "Day shift", "permissions": [permission.pk]}
+    response = client.post(reverse("admin:auth_group_change", args=[night.pk]), rename)
+    assert response.status_code == 302
+    assert events("staff.group_renamed")[-1].changes == {"name": {"old": "Night shift", "new": "Day shift"}}
+
+
+@pytest.mark.parametrize(
+    ("url_name", "needs_id"),
+    [("admin:auth_user_add", False), ("admin:auth_user_change", True), ("admin:auth_user_password_change", True),
+     ("admin:auth_group_add", False), ("admin:auth_group_change", True)],
+)  # fmt: skip
+def test_changing_access_in_djangos_user_and_group_admin_needs_a_recent_re_authentication(
+    client, admin_user, url_name, needs_id
+):
+    """Found by the review: these pages changed groups, superuser flags and passwords without elevation."""
+    client.force_login(admin_user)
+    target = Group.objects.get(name="Support").pk if "group" in url_name else admin_user.pk
+    url = reverse(url_name, args=[target] if needs_id else [])
+    for response in (client.get(url), client.post(url, {"is_superuser": "on", "name": "x", "username": "x"})):
+        assert response.status_code == 302 and response.url.startswith(reverse("staff_elevate"))
+    assert not events("staff.user_changed") and not events("staff.group_created") and not events("staff.user_created")
 
 
 def test_a_password_set_in_djangos_user_admin_is_audited(client, admin_user):
     sam = services.create_staff_user(actor=None, username="sam", email="sam@thepia.net", role="Support")
-    client.force_login(admin_user)
+    elevated(client, admin_user)
     response = client.post(
         reverse("admin:auth_user_password_change", args=[sam.pk]),
         {"password1": "A-long-enough-pass-19", "password2": "A-long-enough-pass-19", "usable_password": "true"},
