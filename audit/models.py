@@ -38,6 +38,7 @@ KNOWN_ACTIONS = [
     "staff.login_failed",
     "staff.user_created",
     "staff.password_reset",
+    "staff.password_set",
     "audit.checkpointed",
     "staff.user_changed",
     "staff.user_deactivated",

@@ -2,8 +2,7 @@
 
 from django.conf import settings
 from django.contrib import admin
-from django.contrib.auth.views import PasswordResetConfirmView
-from django.urls import path, reverse_lazy
+from django.urls import path
 
 from api.api import api
 from config.views import healthz
@@ -21,7 +20,7 @@ if not settings.FLOWS_TENANT_ONLY:
         # The one-time link of create_staff_user: a new staff user sets their own password here.
         path(
             "admin/password-set/<uidb64>/<token>/",
-            PasswordResetConfirmView.as_view(success_url=reverse_lazy("admin:index")),
+            staff_views.PasswordSetView.as_view(),
             name="staff_password_set",
         ),
         # Sign-in hardening (staff/views.py): staff-only pages, wrapped like every admin view.

@@ -9,14 +9,17 @@ import qrcode.image.svg
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.auth import authenticate
+from django.contrib.auth.views import PasswordResetConfirmView
+from django.db import transaction
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import reverse, reverse_lazy
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import mark_safe
 from django_otp import login as otp_login
 from django_otp import match_token, user_has_device
 
+from audit.services import record
 from staff import elevation, services
 
 
@@ -97,3 +100,16 @@ def elevate(request):
         needs_code=user_has_device(request.user),
         minutes=settings.FLOWS_STAFF_ELEVATION_MINUTES,
     )
+
+
+class PasswordSetView(PasswordResetConfirmView):
+    """The one-time link `create_staff_user` prints: the new staff user sets their own password, audited
+    in the same transaction (the user is the actor: nobody else knew the link's token)."""
+
+    success_url = reverse_lazy("admin:index")
+
+    def form_valid(self, form):
+        with transaction.atomic(using=settings.CONSOLE_DB_ALIAS):
+            response = super().form_valid(form)
+            record(actor=form.user, action="staff.password_set", target=form.user)
+        return response
