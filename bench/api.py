@@ -208,7 +208,7 @@ def category(statement: str) -> str:
         return "authentication + rate limit"
     if "INSERT INTO api_usage" in statement:
         return "metering"
-    if "set_config('app.client_id', '', false)" in statement or "current_setting('app.client_id'" in statement:
+    if statement.startswith("RESET app.client_id") or "current_setting('app.client_id'" in statement:
         return "pool hand-over"  # the reset when a connection goes back, the check when it is taken
     return "work"
 

@@ -42,7 +42,8 @@ _active: ContextVar[tuple[uuid.UUID, FrameType] | None] = ContextVar("flows_tena
 
 SETTING = "app.client_id"
 _SET_TENANT_SQL = "SELECT set_config('app.client_id', %s, true)"
-_CLEAR_TENANT_SQL = "SELECT set_config('app.client_id', '', false)"
+# Back to the session's default (empty: no rows). Never a session-level set_config anywhere.
+_CLEAR_TENANT_SQL = f"RESET {SETTING}"
 # Transaction bookkeeping returns no rows; Django issues it on the tenant alias around atomic
 # blocks and test cases. Matched as the whole statement: a second statement after it is refused.
 _TRANSACTION_CONTROL = re.compile(
