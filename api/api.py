@@ -17,7 +17,7 @@ from ninja.parser import Parser
 from api import problems
 from api.auth import ApiPrincipal, authenticate
 from api.endpoints import router
-from api.metering import record_usage
+from api.metering import reclassify
 from clients.tenancy import tenant_context
 from config.errors import FlowsError
 from invitations.tokens import InvitationRejected
@@ -89,14 +89,14 @@ api = NinjaAPI(
 
 
 def _tenant_run(run):
-    """Around each operation: authenticate (and rate-limit) the key with one definer call, then run the
-    operation — validation, view, errors into problems — inside the key's tenant transaction, and
-    count the request in that same transaction."""
+    """Around each operation: authenticate, rate-limit and count the request with one definer call,
+    then run the operation — validation, view, errors into problems — inside the key's tenant
+    transaction; an error moves the request's count to its status class (`api.metering`)."""
     endpoint = run.__self__.view_func.__name__.removesuffix("_view")
 
     @functools.wraps(run)
     def wrapper(request, **kwargs):
-        principal = authenticate(request.headers.get("Authorization", ""))
+        principal = authenticate(request.headers.get("Authorization", ""), endpoint)
         request.api_principal = principal
         if principal is None:
             return run(request, **kwargs)  # the operation's auth answers 401
@@ -108,10 +108,10 @@ def _tenant_run(run):
                 # Nothing a failed request wrote is kept, and its transaction may be unusable.
                 transaction.set_rollback(True, using=settings.TENANT_DB_ALIAS)
             else:
-                record_usage(actor=principal, endpoint=endpoint, status=response.status_code)
+                reclassify(actor=principal, endpoint=endpoint, status=response.status_code)
         if failed:
             with tenant_context(principal.client_id):
-                record_usage(actor=principal, endpoint=endpoint, status=response.status_code)
+                reclassify(actor=principal, endpoint=endpoint, status=response.status_code)
         for name, value in principal.rate.headers().items():
             response[name] = value
         return response

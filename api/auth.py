@@ -1,9 +1,10 @@
-"""API key authentication and rate limiting: one call of the `api_authenticate` definer function."""
+"""API key authentication, rate limit and usage count: one call of the `api_authenticate` definer function."""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import date
 
 from django.conf import settings
 from ninja.security.http import HttpAuthBase
@@ -12,7 +13,7 @@ from clients import apikeys
 from clients.tenancy import call_definer_function
 from config.errors import Forbidden
 
-_AUTHENTICATE_SQL = "SELECT * FROM api_authenticate(%s, %s, %s)"
+_AUTHENTICATE_SQL = "SELECT * FROM api_authenticate(%s, %s, %s, %s)"
 RATE_POLICY = "per-key"
 
 
@@ -50,17 +51,19 @@ class ApiPrincipal:
     key_id: uuid.UUID
     prefix: str
     rate: RateState
+    usage_day: date  # the day the function counted this request on (as 2xx, or 4xx when rate-limited)
 
     @property
     def audit_principal(self) -> tuple[str, str, str]:
         return "api_key", str(self.key_id), self.prefix
 
 
-def authenticate(authorization: str) -> ApiPrincipal | None:
+def authenticate(authorization: str, endpoint: str) -> ApiPrincipal | None:
     """The principal of an `Authorization: Bearer flk_…` header value, or None for any bad key.
 
     A well-formed key always costs one call of the definer function, found or not: which of
     unknown, wrong secret, revoked, expired or inactive client it was is never told apart here.
+    A good key's request is counted there too, on `endpoint` (see `api.metering`).
     """
     scheme, _, credentials = (authorization or "").partition(" ")
     parsed = apikeys.parse(credentials.strip()) if scheme.lower() == "bearer" else None
@@ -68,12 +71,14 @@ def authenticate(authorization: str) -> ApiPrincipal | None:
         return None
     prefix, secret = parsed
     row = call_definer_function(
-        _AUTHENTICATE_SQL, [prefix, apikeys.hash_secret(secret), settings.FLOWS_API_RATE_LIMIT_PER_MINUTE]
+        _AUTHENTICATE_SQL,
+        [prefix, apikeys.hash_secret(secret), settings.FLOWS_API_RATE_LIMIT_PER_MINUTE, endpoint],
     )
     if row is None:
         return None
-    client_id, application_id, scopes, key_id, key_prefix, limit, used, reset = row
-    return ApiPrincipal(client_id, application_id, frozenset(scopes), key_id, key_prefix, RateState(limit, used, reset))
+    client_id, application_id, scopes, key_id, key_prefix, limit, used, reset, day = row
+    rate = RateState(limit, used, reset)
+    return ApiPrincipal(client_id, application_id, frozenset(scopes), key_id, key_prefix, rate, day)
 
 
 class InsufficientScope(Forbidden):

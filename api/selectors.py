@@ -86,9 +86,11 @@ def month_bounds(month: str) -> tuple[date, date]:
 
 
 def usage_rows(client_id: uuid.UUID, start: date, end: date) -> list[dict]:
-    """Every counter of the client between two days (end excluded), by day, application, key, endpoint and class."""
+    """Every counter of the client between two days (end excluded), by day, application, key, endpoint and class.
+
+    Counters at 0 are left out: a request that failed moved its provisional 2xx count (api.metering)."""
     return list(
-        Usage.objects.filter(client_id=client_id, day__gte=start, day__lt=end)
+        Usage.objects.filter(client_id=client_id, day__gte=start, day__lt=end, count__gt=0)
         .order_by("day", "api_key_id", "endpoint", "status_class")
         .values("day", "application_id", "api_key_id", "endpoint", "status_class", "count")
     )

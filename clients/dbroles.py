@@ -100,7 +100,7 @@ CONSOLE_FUNCTIONS: frozenset[str] = frozenset()
 # gives it back exactly what it already has (the owner may lift FORCE on its own tables at any
 # time): it grants nothing new. verify() accepts it on these tables only and reports it anywhere else.
 DEFINER_POLICY = "api_auth_definer"
-DEFINER_TABLES = frozenset({"clients.ApiKey", "clients.Client", "vault.DataKey"})
+DEFINER_TABLES = frozenset({"clients.ApiKey", "clients.Client", "vault.DataKey", "api.Usage"})
 # Tables the app role may read without RLS: global, identical for every client.
 APP_GLOBAL_TABLES = {"clients.Tier", "vault.SigningKey"}
 

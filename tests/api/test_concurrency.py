@@ -67,5 +67,5 @@ def test_the_rate_limit_is_exact_across_connections(world, make_key):
 @committed
 def test_usage_counters_are_exact_after_concurrent_requests(world, acme_api):
     run_in_threads(6, lambda n: [Api(acme_api.key).get("/client" if i % 2 else "/applications/none") for i in range(4)])
-    counters = {(u.endpoint, u.status_class): u.count for u in Usage.objects.filter(client_id=world[0].pk)}
+    counters = {(u.endpoint, u.status_class): u.count for u in Usage.objects.filter(client_id=world[0].pk, count__gt=0)}
     assert counters == {("get_client", "2xx"): 12, ("get_application", "4xx"): 12}

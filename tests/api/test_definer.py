@@ -13,7 +13,7 @@ from clients import dbroles
 from tests.conftest import connect_as
 
 committed = pytest.mark.usefixtures("committed")
-FUNCTION = "api_authenticate(text, text, integer)"
+FUNCTION = "api_authenticate(text, text, integer, text)"
 
 
 def _owner(statement: str, params=()):
@@ -32,7 +32,7 @@ def test_only_flows_app_may_execute_the_function():
     )
     assert rows == [(True, False, False)]
     with connect_as(settings.CONSOLE_DB_ALIAS) as console, pytest.raises(psycopg.errors.InsufficientPrivilege):
-        console.execute("SELECT * FROM api_authenticate('x', 'y', 1)")
+        console.execute("SELECT * FROM api_authenticate('x', 'y', 1, 'e')")
 
 
 @committed
@@ -55,7 +55,7 @@ def test_flows_app_still_cannot_read_the_key_table_or_the_rate_windows(world, ma
     # Through the function it gets exactly one row for the right key, none for a wrong one.
     prefix, secret = key.split("_")[1], key.split("_", 2)[2]
     digest = hashlib.sha256(secret.encode()).hexdigest()
-    call = "SELECT client_id, key_prefix FROM api_authenticate(%s, %s, 10)"
+    call = "SELECT client_id, key_prefix FROM api_authenticate(%s, %s, 10, 'get_client')"
     assert app_connection.execute(call, [prefix, digest]).fetchall() == [(world[0].pk, prefix)]
     assert app_connection.execute(call, [prefix, "0" * 64]).fetchall() == []
     assert app_connection.execute(call, ["000000000000", digest]).fetchall() == []
@@ -86,8 +86,34 @@ def test_apply_converges_the_function_grants():
     _owner(f"REVOKE EXECUTE ON FUNCTION {FUNCTION} FROM {settings.APP_ROLE}")
     problems = dbroles.verify()
     assert (
-        f"role {settings.CONSOLE_ROLE} may execute api_authenticate(text,text,integer), which is not declared"
+        f"role {settings.CONSOLE_ROLE} may execute api_authenticate(text,text,integer,text), which is not declared"
         in problems
     )
     dbroles.apply()
     assert dbroles.verify() == []
+
+
+@committed
+def test_the_function_counts_the_request_and_commits_asynchronously(world, make_key, app_connection):
+    key = make_key(world[0])
+    prefix, secret = key.split("_")[1], key.split("_", 2)[2]
+    digest = hashlib.sha256(secret.encode()).hexdigest()
+    app_connection.rollback()  # a fresh transaction for the call, as the API's own
+    call = "SELECT usage_day FROM api_authenticate(%s, %s, 10, 'get_client')"
+    day = app_connection.execute(call, [prefix, digest]).fetchone()[0]
+    # Only the function's own transaction gives up waiting for the WAL flush …
+    assert app_connection.execute("SELECT current_setting('synchronous_commit')").fetchone() == ("off",)
+    app_connection.commit()
+    assert app_connection.execute("SELECT current_setting('synchronous_commit')").fetchone() == ("on",)
+    app_connection.commit()
+    # … and the request is counted, as 2xx, under the key's client.
+    rows = _owner(
+        "SELECT client_id, day, endpoint, status_class, count FROM api_usage WHERE api_key_id = "
+        "(SELECT id FROM clients_apikey WHERE prefix = %s)",
+        [prefix],
+    )
+    assert rows == [(world[0].pk, day, "get_client", "2xx", 1)]
+    # A refused key counts nothing.
+    assert app_connection.execute(call, [prefix, "0" * 64]).fetchall() == []
+    app_connection.commit()
+    assert _owner("SELECT sum(count) FROM api_usage")[0][0] == 1

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from django.db import connections
+from django.test.utils import CaptureQueriesContext
 
 from api.models import Usage
 from audit.models import AuditEvent
@@ -113,7 +115,22 @@ def test_each_request_is_counted_by_endpoint_and_status_class(world, acme_api):
     acme_api.get("/client")
     acme_api.get("/client")
     acme_api.get("/applications/missing")
-    counters = {(u.endpoint, u.status_class): u.count for u in Usage.objects.filter(client_id=world[0].pk)}
+    counters = {(u.endpoint, u.status_class): u.count for u in Usage.objects.filter(client_id=world[0].pk, count__gt=0)}
     assert counters == {("get_client", "2xx"): 2, ("get_application", "4xx"): 1}
     assert Api().get("/client").status == 401
-    assert Usage.objects.count() == 2, "an unauthenticated request belongs to no client"
+    assert Usage.objects.filter(count__gt=0).count() == 2, "an unauthenticated request belongs to no client"
+
+
+@committed
+def test_a_successful_request_writes_nothing_in_its_tenant_transaction(world, acme_api):
+    with CaptureQueriesContext(connections["tenant"]) as queries:
+        assert acme_api.get("/applications").status == 200
+    statements = [q["sql"].lstrip().split(None, 1)[0].upper() for q in queries.captured_queries]
+    assert statements and not {"INSERT", "UPDATE", "DELETE", "WITH"} & set(statements), statements
+    # The definer call counted it (committed on its own, before the tenant transaction).
+    assert {(u.endpoint, u.status_class): u.count for u in Usage.objects.filter(count__gt=0)} == {
+        ("list_applications", "2xx"): 1
+    }
+    with CaptureQueriesContext(connections["tenant"]) as queries:
+        assert acme_api.get("/applications/missing").status == 404
+    assert any(q["sql"].lstrip().startswith("WITH provisional") for q in queries.captured_queries)

@@ -93,7 +93,7 @@ def test_an_unexpected_failure_is_a_500_problem_with_the_request_id(acme_api, mo
     assert b"must not leak" not in answer.body
     assert "must not leak" not in caplog.text and "RuntimeError" in caplog.text
     assert acme_api.key not in caplog.text
-    counters = {(u.endpoint, u.status_class): u.count for u in Usage.objects.all()}
+    counters = {(u.endpoint, u.status_class): u.count for u in Usage.objects.filter(count__gt=0)}
     assert counters == {("get_client", "5xx"): 1}, "a failed request is counted after its rollback"
 
 
