@@ -25,8 +25,9 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
 # The suite's database fixtures (`django_db_setup` for all three aliases, `committed`), shared with tests/.
-from tests.conftest import committed, django_db_setup  # noqa: F401
+from tests.conftest import committed, django_db_setup, make_client  # noqa: F401
 from tests_browser.console import Console, ServerLog
+from tests_browser.staff import Staff, staff_member
 
 CHROMIUM = os.environ.get("FLOWS_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("FLOWS_CHROMEDRIVER", "/usr/bin/chromedriver")
@@ -133,3 +134,9 @@ def console(request, committed, console_server, chromium, settings):  # noqa: F8
         chromium.get("about:blank")
         chromium.execute_cdp_cmd("Network.clearBrowserCookies", {})
         logger.removeHandler(server_log)
+
+
+@pytest.fixture
+def platform_admin(console) -> Staff:
+    """An enrolled Platform admin (every permission, every client): the journeys' staff member."""
+    return staff_member("alex", "Platform admin")

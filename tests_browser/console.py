@@ -134,9 +134,24 @@ class Console:
             raise AssertionError(f"expected a page at {pattern}, got {self.driver.current_url}") from None
         return re.fullmatch(pattern, self.path)
 
-    def click_link(self, text: str) -> None:
-        link = self.wait(ec.element_to_be_clickable((By.PARTIAL_LINK_TEXT, text)), message=f"link {text!r}")
+    def click_link(self, text: str, *, within: str = "body") -> None:
+        """The first visible link whose text (as written, whatever CSS does to its case) contains `text`."""
+        xpath = f".//a[contains(normalize-space(.), {_xpath_literal(text)})]"
+        link = self.wait(
+            lambda d: next(
+                (a for a in d.find_element(By.CSS_SELECTOR, within).find_elements(By.XPATH, xpath) if a.is_displayed()),
+                None,
+            ),
+            message=f"link {text!r}",
+        )
         self._navigating(link.click)
+
+    def open_model(self, model: str) -> None:
+        """From the console's index: the model's row (`clients.client` → the Clients list)."""
+        app_label, model_name = model.split(".")
+        self.open("/admin/")
+        row = self.driver.find_element(By.CSS_SELECTOR, f".app-{app_label} .model-{model_name} th a")
+        self._navigating(row.click)
 
     def click_button(self, label: str) -> None:
         """A submit button (`<input type=submit value=…>` or `<button>`) by its label; waits for the next page."""
@@ -259,3 +274,9 @@ class Console:
     def readonly(self, name: str) -> str:
         """A read-only field's value on an admin change page."""
         return self.driver.find_element(By.CSS_SELECTOR, f".field-{name} .readonly").text
+
+
+def _xpath_literal(text: str) -> str:
+    if "'" not in text:
+        return f"'{text}'"
+    return "concat(" + ', "\'", '.join(f"'{part}'" for part in text.split("'")) + ")"
