@@ -9,7 +9,7 @@ PORT ?= 8000
 NODE_EXAMPLE := examples/node-backend
 NODE_STAMP := $(NODE_EXAMPLE)/node_modules/.installed-$(shell sha256sum $(NODE_EXAMPLE)/package-lock.json | cut -c1-12)
 
-.PHONY: help venv node-example db run test lint format stop lock bench bench-vault bench-invitations bench-api bench-audit
+.PHONY: help venv node-example db run test test-browser lint format stop lock bench bench-vault bench-invitations bench-api bench-audit
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -41,6 +41,20 @@ run: db  ## Migrate, load demo data, print a staff login and serve http://127.0.
 
 test: db node-example  ## Run the whole test suite against real PostgreSQL
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Debian's Chromium and its WebDriver (apt-get install chromium chromium-driver); nothing is downloaded.
+CHROMIUM ?= /usr/bin/chromium
+CHROMEDRIVER ?= /usr/bin/chromedriver
+
+test-browser: db  ## Staff journeys in a real, headless Chromium (tests_browser/; screenshots in .browser-screenshots/)
+	@missing=""; for bin in "$(CHROMIUM)" "$(CHROMEDRIVER)"; do test -x "$$bin" || missing="$$missing $$bin"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "make test-browser drives Debian's Chromium through its chromedriver; not found:$$missing" >&2; \
+		echo "  Install both:  sudo apt-get install chromium chromium-driver" >&2; \
+		echo "  (or point CHROMIUM=/path/to/chromium CHROMEDRIVER=/path/to/chromedriver at a matching pair)" >&2; \
+		exit 1; \
+	fi
+	FLOWS_CHROMIUM="$(CHROMIUM)" FLOWS_CHROMEDRIVER="$(CHROMEDRIVER)" $(PY) -m pytest tests_browser $(PYTEST_ARGS)
 
 bench: db  ## RLS benchmark, by hand (bench/rls_overhead.py; BENCH_ARGS="--rounds 3000" passes options)
 	$(PY) bench/rls_overhead.py $(BENCH_ARGS)

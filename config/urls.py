@@ -5,7 +5,7 @@ from django.contrib import admin
 from django.urls import path
 
 from api.api import api
-from config.views import healthz
+from config.views import favicon, healthz
 from staff import views as staff_views
 from vault.views import jwks
 
@@ -29,4 +29,5 @@ if not settings.FLOWS_TENANT_ONLY:
         path("admin/elevate/", admin.site.admin_view(staff_views.elevate), name="staff_elevate"),
         path("admin/", admin.site.urls),
         path(".well-known/jwks.json", jwks, name="jwks"),
+        path("favicon.ico", favicon, name="favicon"),
     ]

@@ -42,6 +42,16 @@ def qr_code_svg(data: str) -> str:
     return buffer.getvalue().decode().split("?>", 1)[-1]  # without the XML declaration: it is inlined in HTML
 
 
+def _match_token(user, token: str):
+    """django-otp's check of a code against the user's devices, in a transaction of the console database.
+
+    It locks the devices (SELECT … FOR UPDATE, so one code cannot be used twice at once), which Django
+    refuses outside a transaction: a server in autocommit answered every code with a 500.
+    """
+    with transaction.atomic(using=settings.CONSOLE_DB_ALIAS):
+        return match_token(user, token)
+
+
 def mfa_enrol(request):
     """Scan the QR code, type a code from the app; then the recovery codes are shown once."""
     if user_has_device(request.user) and not request.user.is_verified():
@@ -69,7 +79,7 @@ def mfa_verify(request):
     if not user_has_device(request.user):
         return redirect("staff_mfa_enrol")
     if request.method == "POST":
-        device = match_token(request.user, (request.POST.get("token") or "").strip())
+        device = _match_token(request.user, (request.POST.get("token") or "").strip())
         if device is not None:
             otp_login(request, device)
             return redirect(_next(request))
@@ -85,7 +95,7 @@ def elevate(request):
             authenticate(request, username=request.user.get_username(), password=request.POST.get("password", ""))
             == request.user
         )
-        code_ok = not user_has_device(request.user) or match_token(request.user, request.POST.get("token", "").strip())
+        code_ok = not user_has_device(request.user) or _match_token(request.user, request.POST.get("token", "").strip())
         if password_ok and code_ok:
             elevation.elevate(request)
             services.record_sign_in_step(actor=request.user, user=request.user, action="staff.elevated")

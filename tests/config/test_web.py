@@ -17,6 +17,12 @@ def test_healthz_answers_without_a_login(client):
     assert client.post("/healthz").status_code == 405
 
 
+def test_the_tab_icon_is_served_so_browsers_log_no_404(client):
+    response = client.get("/favicon.ico")
+    assert response.status_code == 200 and response["Content-Type"] == "image/svg+xml"
+    assert response.content.startswith(b"<svg") and "max-age=86400" in response["Cache-Control"]
+
+
 def test_a_well_formed_request_id_is_echoed_and_audited_a_bad_one_replaced(client):
     user = User.objects.create_superuser("staff", "staff@thepia.net", "not-used")
     client.force_login(user)

@@ -1,0 +1,47 @@
+"""Reading the trail: a client's events in the audit list, narrowed by action, and one event's page."""
+
+from __future__ import annotations
+
+from selenium.webdriver.common.by import By
+
+from audit.models import AuditEvent
+from clients import services as client_services
+from tests_browser.staff import sign_in
+
+
+def column(console, name: str) -> list[str]:
+    return [cell.text for cell in console.driver.find_elements(By.CSS_SELECTOR, f"#result_list .field-{name}")]
+
+
+def test_trail(console, platform_admin, make_client):
+    acme = make_client("acme", tier="pro")
+    make_client("globex")
+    client_services.deactivate_client(actor=platform_admin.user, client=acme, reason="contract paused")
+    client_services.reactivate_client(actor=platform_admin.user, client=acme)
+    sign_in(console, platform_admin)
+
+    with console.step("the audit trail"):
+        console.open_model("audit.auditevent")
+        console.expect_path("/admin/audit/auditevent/")
+        console.expect_text("client.created", "client.deactivated", "staff.user_created")
+
+    with console.step("one client's events"):
+        console.filter_by("client", "acme")
+        actions = column(console, "action")
+        assert {"client.created", "client.deactivated", "client.reactivated"} <= set(actions), actions
+        assert set(column(console, "client_code")) == {"acme"}
+
+    with console.step("narrowed to one action"):
+        console.click_link("client.deactivated", within="#changelist-filter")
+        assert column(console, "action") == ["client.deactivated"]
+        assert "client=acme" in console.driver.current_url and "action=client.deactivated" in console.driver.current_url
+
+    with console.step("the event's page: who, what, why, and its place in the chain"):
+        event = AuditEvent.objects.get(action="client.deactivated")
+        console.click_link(console.row("client.deactivated").find_element(By.CSS_SELECTOR, "th a").text)
+        console.expect_path(f"/admin/audit/auditevent/{event.pk}/change/")
+        assert console.readonly("action") == "client.deactivated"
+        assert console.readonly("client_code") == "acme"
+        assert console.readonly("actor_label") == "alex"
+        assert "contract paused" in console.readonly("changes_display")
+        assert console.readonly("hash") == event.hash and console.readonly("prev_hash") == event.prev_hash
