@@ -7,6 +7,7 @@ import re
 import uuid
 from dataclasses import dataclass
 
+from django.db import connections, router
 from django.db.models import Case, IntegerField, Q, Sum, When
 
 from clients.models import Client
@@ -33,6 +34,37 @@ def seats_used(client: Client) -> int:
         )["seats"]
         or 0
     )
+
+
+@dataclass(frozen=True)
+class IssueChecks:
+    seats_used: int
+    pending: dict[tuple[str, str], str]  # (application id, e-mail hash) of a pending invitation → its code
+    codes_taken: set[str]
+
+
+_ISSUE_CHECKS = """
+SELECT
+  (SELECT coalesce(sum(CASE WHEN status = 'pending' THEN max_uses ELSE used_count END), 0)
+     FROM {table} WHERE client_id = %(client)s),
+  ARRAY(SELECT application_id::text || ' ' || email_hash || ' ' || code FROM {table}
+         WHERE client_id = %(client)s AND status = 'pending' AND email_hash = ANY(%(hashes)s)),
+  ARRAY(SELECT code FROM {table} WHERE code = ANY(%(codes)s))
+"""
+
+
+def issue_checks(client: Client, *, email_hashes: list[str], codes: list[str]) -> IssueChecks:
+    """What issuing needs to know, in one round trip: the seats held (as `seats_used` counts them), which of
+    `email_hashes` already have a pending invitation (per application), and which of `codes` are taken.
+
+    The seat sum reads the covering index `invitation_client_seats` only (migration 0004).
+    """
+    sql = _ISSUE_CHECKS.format(table=Invitation._meta.db_table)
+    with connections[router.db_for_read(Invitation)].cursor() as cursor:
+        cursor.execute(sql, {"client": client.pk, "hashes": list(email_hashes), "codes": list(codes)})
+        seats, pending, taken = cursor.fetchone()
+    rows = (entry.split(" ") for entry in pending)
+    return IssueChecks(int(seats), {(app, hash_): code for app, hash_, code in rows}, set(taken))
 
 
 INVITATION_CODE = re.compile(r"INV-[0-9A-Z]{6}")
