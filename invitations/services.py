@@ -344,6 +344,7 @@ def issue_invitations(
     valid_only: bool = False,
     dry_run: bool = False,
     send_to: str = "none",
+    unreadable: list[RowError] | None = None,
 ) -> BatchResult:
     """Issue a batch of single-use invitations for one client: every row checked first, one transaction, one lock.
 
@@ -352,16 +353,20 @@ def issue_invitations(
     unless `valid_only`. The seats are checked for the whole batch under the client's row lock.
     The batch is **one operation**: one audit event, `invitation.batch_issued`, lists every
     invitation it issued (docs/invitations.md). Tokens and links are returned once, not stored.
+    `unreadable` are the rows a door could not even read (a CSV line with the wrong cell count):
+    they count as invalid rows.
     """
     send_to = _checked_send_to(send_to)
-    if not requests:
+    unreadable = list(unreadable or [])
+    rows_given = len(requests) + len(unreadable)
+    if not rows_given:
         raise InvalidInput("The batch has no rows.", code="empty_batch")
-    if len(requests) > MAX_BATCH_ROWS:
+    if rows_given > MAX_BATCH_ROWS:
         raise InvalidInput(
-            f"A batch holds at most {MAX_BATCH_ROWS:,} invitations; this one has {len(requests):,}. Split it.",
+            f"A batch holds at most {MAX_BATCH_ROWS:,} invitations; this one has {rows_given:,}. Split it.",
             code="batch_too_large",
         )
-    result = BatchResult(rows=len(requests), dry_run=dry_run)
+    result = BatchResult(rows=rows_given, dry_run=dry_run, errors=unreadable)
     rows = _shaped_rows(requests, send_to, result.errors)
     now = timezone.now()
     with _atomic():
