@@ -40,6 +40,7 @@ class InviteeFields(forms.Form):
         label="E-mail the link to",
         choices=list(SEND_TO_CHOICES.items()),
         initial="none",
+        required=False,  # left out: not sent
         help_text="Sent once the invitation is saved; the address is used for the send only, never stored.",
     )
 
@@ -183,7 +184,7 @@ class InvitationAdmin(ClientScopedAdminMixin, ClientLinkMixin, ReadOnlyAdminMixi
                     expires_in=timedelta(hours=data["validity_hours"]),
                     max_uses=data["max_uses"],
                     permissions=data["permissions"].split(","),
-                    send_to=data["send_to"],
+                    send_to=data.get("send_to") or "none",
                 )
             except FlowsError as error:
                 form.add_error(None, as_validation_error(error))
@@ -204,7 +205,7 @@ class InvitationAdmin(ClientScopedAdminMixin, ClientLinkMixin, ReadOnlyAdminMixi
                     invitation=invitation,
                     invitee=form.invitee(),
                     expires_in=timedelta(hours=form.cleaned_data["validity_hours"]),
-                    send_to=form.cleaned_data["send_to"],
+                    send_to=form.cleaned_data.get("send_to") or "none",
                 )
             except FlowsError as error:
                 form.add_error(None, as_validation_error(error))
