@@ -48,20 +48,24 @@ SELECT
   (SELECT coalesce(sum(CASE WHEN status = 'pending' THEN max_uses ELSE used_count END), 0)
      FROM {table} WHERE client_id = %(client)s),
   ARRAY(SELECT application_id::text || ' ' || email_hash || ' ' || code FROM {table}
-         WHERE client_id = %(client)s AND status = 'pending' AND email_hash = ANY(%(hashes)s)),
+         WHERE client_id = %(client)s AND application_id = ANY(%(applications)s) AND status = 'pending'
+           AND email_hash = ANY(%(hashes)s) AND email_hash <> ''),
   ARRAY(SELECT code FROM {table} WHERE code = ANY(%(codes)s))
 """
 
 
-def issue_checks(client: Client, *, email_hashes: list[str], codes: list[str]) -> IssueChecks:
+def issue_checks(client: Client, *, applications: list, email_hashes: list[str], codes: list[str]) -> IssueChecks:
     """What issuing needs to know, in one round trip: the seats held (as `seats_used` counts them), which of
-    `email_hashes` already have a pending invitation (per application), and which of `codes` are taken.
+    `email_hashes` already have a pending invitation to one of `applications`, and which of `codes` are taken.
 
-    The seat sum reads the covering index `invitation_client_seats` only (migration 0004).
+    The duplicate lookup is on the unique index `invitation_one_pending_per_email`; the seat sum can
+    be answered from the covering index `invitation_client_seats` (migration 0004).
     """
     sql = _ISSUE_CHECKS.format(table=Invitation._meta.db_table)
     with connections[router.db_for_read(Invitation)].cursor() as cursor:
-        cursor.execute(sql, {"client": client.pk, "hashes": list(email_hashes), "codes": list(codes)})
+        parameters = {"client": client.pk, "applications": [application.pk for application in applications],
+                      "hashes": list(email_hashes), "codes": list(codes)}  # fmt: skip
+        cursor.execute(sql, parameters)
         seats, pending, taken = cursor.fetchone()
     rows = (entry.split(" ") for entry in pending)
     return IssueChecks(int(seats), {(app, hash_): code for app, hash_, code in rows}, set(taken))

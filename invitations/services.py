@@ -209,7 +209,7 @@ def issue_invitation(
         email_hashes = _email_hashes(keys, invitee.company_email)
         code = _random_code()
         # Seats, duplicate and code in one round trip (docs/performance.md: issuing was 13 statements).
-        checks = issue_checks(client, email_hashes=email_hashes, codes=[code])
+        checks = issue_checks(client, applications=[application], email_hashes=email_hashes, codes=[code])
         if checks.seats_used + max_uses > client.tier.max_users:
             raise Refused(
                 f"Tier {client.tier.code} allows {client.tier.max_users} users; client {client.code} holds "
@@ -379,7 +379,10 @@ def issue_invitations(
         rows = _with_applications(client, rows, result.errors)
         hashes = [_email_hashes(keys, invitee.company_email) for _, invitee, _, _ in rows]
         codes = [_random_code() for _ in rows]
-        checks = issue_checks(client, email_hashes=[h for row in hashes for h in row], codes=codes)
+        applications = list({application.pk: application for _, _, _, application in rows}.values())
+        checks = issue_checks(
+            client, applications=applications, email_hashes=[h for row in hashes for h in row], codes=codes
+        )
         issuable = _not_pending(rows, hashes, checks, result.errors)
         free = client.tier.max_users - checks.seats_used
         if len(issuable) > free:
