@@ -208,7 +208,7 @@ def issue_invitation(
         keys = _keys_of(actor, client)
         email_hashes = _email_hashes(keys, invitee.company_email)
         code = _random_code()
-        # Seats, duplicate and code in one round trip (docs/performance.md: issuing was 13 statements).
+        # Seats, duplicate, code and signing key in one round trip (docs/performance.md: issuing was 13 statements).
         checks = issue_checks(client, applications=[application], email_hashes=email_hashes, codes=[code])
         if checks.seats_used + max_uses > client.tier.max_users:
             raise Refused(
@@ -221,7 +221,7 @@ def issue_invitation(
                 f"This person already has a pending invitation to {application.app_code}; resend or revoke it.",
                 code="duplicate_invitation",
             )
-        signing_key = active_signing_key()
+        signing_key = checks.signing_key or active_signing_key()  # the latter raises: there is none
         invitation = Invitation(
             client=client,
             application=application,
@@ -395,7 +395,7 @@ def issue_invitations(
         result.valid_rows = len(issuable)
         if result.batch_error or (result.errors and not valid_only) or dry_run or not issuable:
             return result
-        signing_key = active_signing_key()
+        signing_key = checks.signing_key or active_signing_key()  # the latter raises: there is none
         codes = _free_codes(codes[: len(issuable)], checks.codes_taken)
         created_by = actor_fields(actor)[2][:200]
         issued = []

@@ -255,3 +255,49 @@ def test_a_client_the_staff_member_may_not_see_has_no_upload_page(client, world)
     user = User.objects.create_user("support", is_staff=True)
     client.force_login(user)
     assert client.get(reverse("admin:invitations_invitation_bulk", args=[acme.pk])).status_code in (403, 404)
+
+
+# --- What issuing costs --------------------------------------------------------------------------
+
+
+@committed
+def test_the_one_round_trip_checks_agree_with_the_seat_rule_and_the_active_key(world, issue):
+    from invitations.selectors import issue_checks, seats_used
+    from vault.selectors import active_signing_key
+
+    acme, _, apps = world
+    multi, _ = issue(ADA, max_uses=3)
+    _, token = issue(services.Invitee("Grace Hopper", "grace.hopper@acme.example"))
+    services.redeem_invitation(actor=None, token=token)
+    services.revoke_invitation(actor=None, invitation=issue(services.Invitee("Rev", "rev@acme.example"))[0], reason="x")
+    checks = issue_checks(acme, applications=[apps["acme"]], email_hashes=[multi.email_hash], codes=[multi.code])
+    assert checks.seats_used == seats_used(acme) == 4
+    assert checks.pending == {(str(apps["acme"].pk), multi.email_hash): multi.code}
+    assert checks.codes_taken == {multi.code}
+    assert checks.signing_key.kid == active_signing_key().kid
+
+
+@committed
+def test_a_batch_costs_the_same_statements_whatever_its_size(world):
+    from django.db import connections
+    from django.test.utils import CaptureQueriesContext
+
+    counts = []
+    for start, size in ((0, 3), (100, 60)):
+        with CaptureQueriesContext(connections["console"]) as queries:
+            assert len(batch(world, HEADER + people(size, start=start)).issued) == size
+        counts.append(len(queries.captured_queries))
+    assert counts[0] == counts[1] == 9  # applications once, checks once, one insert, one audit event
+
+
+@committed
+def test_a_single_issue_takes_six_statements_and_its_transaction(world, issue):
+    from django.db import connections
+    from django.test.utils import CaptureQueriesContext
+
+    issue(ADA)  # the client's first data key and chain head exist from here on
+    with CaptureQueriesContext(connections["console"]) as queries:
+        issue(services.Invitee("Grace Hopper", "grace.hopper@acme.example"))
+    statements = [query["sql"].split()[0] for query in queries.captured_queries]
+    # Client lock, data keys, the one-round-trip checks, insert, chain head, audit insert (13 before).
+    assert statements == ["BEGIN", "SELECT", "SELECT", "SELECT", "INSERT", "SELECT", "INSERT", "COMMIT"]
