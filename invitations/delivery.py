@@ -80,6 +80,7 @@ def build_message(*, invitation: Invitation, client, application, invitee, link:
     context = {
         "body": body,
         "paragraphs": [paragraph for paragraph in body.split("\n\n") if paragraph.strip()],
+        "link_alone": any(paragraph.strip() == link for paragraph in body.split("\n\n")),
         "link": link,
         "color": branding.get("primary_color") or "#417690",
         "application_name": values["application_name"],

@@ -144,7 +144,8 @@ def test_the_applications_configured_subject_and_body_are_used(world, smtp_serve
     assert (
         text.startswith("Hi Ada Lovelace!") and token in text and f"{invitation.expires_at:%Y-%m-%d %H:%M} UTC" in text
     )
-    assert "#112233" in message.get_body(preferencelist=("html",)).get_content()
+    html = message.get_body(preferencelist=("html",)).get_content()
+    assert "#112233" in html and f'href="https://acme.thepia.net/onboarding/invitation#token={token}"' in html
 
 
 def test_configured_e_mail_templates_are_validated():
