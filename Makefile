@@ -36,6 +36,7 @@ run: db  ## Migrate, load demo data, print a staff login and serve http://127.0.
 	$(PY) manage.py migrate --no-input
 	$(PY) manage.py seed_demo
 	$(PY) manage.py ensure_dev_superuser --url http://$(HOST):$(PORT)/admin/
+	@$(PY) manage.py shell -v 0 -c "from django.conf import settings as s; print('Invitation e-mails: ' + ('written as .eml files into ' + str(s.FLOWS_MAIL_DIR) + '/ (open them with a mail program; EMAIL_URL sends through SMTP)' if s.EMAIL_BACKEND == 'config.mail.EmlFileBackend' else 'sent through the SMTP server of EMAIL_URL'))"
 	@trap 'echo; echo "Console stopped. The database keeps running: make stop stops it."; exit 0' INT; \
 		$(PY) manage.py runserver $(HOST):$(PORT)
 

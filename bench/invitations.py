@@ -12,7 +12,11 @@ Run by hand, never from the test suite:
    - token building: `tokens.encode` (vault envelope + signing) vs AES-GCM + `jwt.encode`.
    - issue through the service (validation, seat check under the client lock, insert, audit
      event: the database included) vs the same raw loop, for scale.
-2. `cleanup_invitations` expiring and then purging N invitations (default 1,000,000, loaded
+2. Issuing at scale (`--existing`, default 10,000 invitations already held by the client): the
+   single path as it was (13 statements: seat count, duplicate check, code check and audit
+   savepoint each on their own), the single path now (`issue_invitation`), and a batch
+   (`issue_invitations`, `--batch` rows, default 1,000) per row — interleaved rounds, medians.
+3. `cleanup_invitations` expiring and then purging N invitations (default 1,000,000, loaded
    with COPY) against one plain `UPDATE` and one plain `DELETE` of the same rows (run in a
    transaction that is rolled back, then vacuumed away). Target: at most 2 times.
 """
@@ -48,6 +52,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--database", default="flows_bench_invitations", help="database (default flows_bench_invitations)"
     )
+    parser.add_argument("--existing", type=int, default=10_000, help="invitations the issuing client holds (10000)")
+    parser.add_argument("--batch", type=int, default=1000, help="rows per batch issue (default 1000)")
+    parser.add_argument("--only-issue", action="store_true", help="run part 2 only (issuing at scale)")
     parser.add_argument("--drop", action="store_true", help="drop the benchmark database afterwards")
     args = parser.parse_args()
     for name, least in (("ops", 10), ("rounds", 3), ("issues", 10), ("invitations", 1), ("clients", 1)):
@@ -147,7 +154,130 @@ def active_signing_key_exists() -> bool:
     return SigningKey.objects.filter(status=SigningKey.Status.ACTIVE).exists()
 
 
-# --- 2. Cleanup ----------------------------------------------------------------------------------
+# --- 2. Issuing at scale -----------------------------------------------------------------------
+
+
+def legacy_issue(client, application, invitee, expires_in=timedelta(days=7)):
+    """`issue_invitation` as it was before the batch work, statement for statement, for the side-by-side figure."""
+    from django.db import transaction  # noqa: PLC0415
+    from django.utils import timezone  # noqa: PLC0415
+
+    from audit.services import actor_fields, record  # noqa: PLC0415
+    from clients.selectors import get_client  # noqa: PLC0415
+    from invitations import services, tokens  # noqa: PLC0415
+    from invitations.models import Invitation  # noqa: PLC0415
+    from invitations.selectors import seats_used  # noqa: PLC0415
+    from vault.selectors import active_signing_key, client_keys  # noqa: PLC0415
+
+    invitee = invitee.cleaned()
+    now = timezone.now()
+    with services._atomic():
+        client = get_client(str(client.pk), for_update=True)
+        services._check_issuable(client, application, expires_in, 1)
+        assert seats_used(client) + 1 <= client.tier.max_users
+        keys = client_keys(client)
+        email_hashes = services._email_hashes(keys, invitee.company_email)
+        assert not Invitation.objects.filter(
+            client_id=client.pk, application_id=application.pk, status="pending", email_hash__in=email_hashes
+        ).exists()
+        signing_key = active_signing_key()
+        while True:
+            code = services._random_code()
+            if not Invitation.objects.filter(code=code).exists():
+                break
+        invitation = Invitation(client=client, application=application, code=code, permissions=[], restrictions={},
+                                expires_at=now + expires_in, email_hash=email_hashes[0], kid=signing_key.kid,
+                                created_by=actor_fields(None)[2])  # fmt: skip
+        token = tokens.encode(
+            invitation=invitation, client=client, application=application, invitee=invitee.as_claim(), keys=keys,
+            signing_key=signing_key, issued_at=now,
+        )  # fmt: skip
+        invitation.token_hash = tokens.token_hash(token)
+        invitation.save(force_insert=True)
+        with transaction.atomic(using="console"):  # record() opened a savepoint of its own then
+            record(actor=None, action="invitation.issued", client=client, target=invitation,
+                   changes={"application": application.app_code, "expires_at": invitation.expires_at})  # fmt: skip
+    return invitation, token
+
+
+def load_existing(client, application, count: int) -> None:
+    """`count` invitations held by `client`: a fifth pending, the rest expired (so the seats leave room to issue)."""
+    from django.utils import timezone  # noqa: PLC0415
+
+    from invitations.models import Invitation  # noqa: PLC0415
+
+    have = Invitation.objects.filter(client_id=client.pk).count()
+    now = timezone.now()
+    rows = [
+        Invitation(client=client, application=application, code=f"INV-{uuid.uuid4().hex[:8].upper()}",
+                   token_hash=hashlib.sha256(uuid.uuid4().bytes).hexdigest(),
+                   status="pending" if n % 5 == 0 else "expired", expires_at=now + timedelta(days=7),
+                   email_hash=hashlib.sha256(uuid.uuid4().bytes).hexdigest(), kid="bench", created_by="bench")
+        for n in range(max(count - have, 0))
+    ]  # fmt: skip
+    Invitation.objects.bulk_create(rows, batch_size=2000)
+    vacuum(Invitation._meta.db_table)
+
+
+def issuing_at_scale(args, client, application) -> dict:
+    """Seconds per issued invitation, medians of interleaved rounds: old single, new single, batch per row."""
+    from django.db import connections  # noqa: PLC0415
+    from django.test.utils import CaptureQueriesContext  # noqa: PLC0415
+
+    from invitations import services  # noqa: PLC0415
+
+    load_existing(client, application, args.existing)
+    emails = (f"p{n}-{uuid.uuid4().hex[:8]}@bench.test" for n in range(10**9))
+    singles = max(args.issues // 3, 10)
+
+    def old_single():
+        for _ in range(singles):
+            legacy_issue(client, application, services.Invitee("Bench Person", next(emails)))
+
+    def new_single():
+        for _ in range(singles):
+            services.issue_invitation(actor=None, client=client, application=application,
+                                      invitee=services.Invitee("Bench Person", next(emails)))  # fmt: skip
+
+    def one_batch():
+        requests = [services.InvitationRequest(n + 2, services.Invitee("Bench Person", next(emails)), "onboarding")
+                    for n in range(args.batch)]  # fmt: skip
+        result = services.issue_invitations(actor=None, client=client, requests=requests)
+        assert len(result.issued) == args.batch, result.errors[:3]
+
+    statements = {}
+    for name, run in (("old single", lambda: legacy_issue(client, application, services.Invitee("B P", next(emails)))),
+                      ("new single", lambda: services.issue_invitation(
+                          actor=None, client=client, application=application,
+                          invitee=services.Invitee("B P", next(emails))))):  # fmt: skip
+        with CaptureQueriesContext(connections["console"]) as queries:
+            run()
+        statements[name] = len(queries.captured_queries)
+
+    def round_trips():
+        with connections["console"].cursor() as cursor:
+            for _ in range(singles * 10):
+                cursor.execute("SELECT 1")
+
+    rounds = max(args.rounds // 3, 3)
+    medians = interleaved(
+        rounds, {"old single": old_single, "new single": new_single, "batch": one_batch, "round trip": round_trips}
+    )
+    return {
+        "per_op": {
+            "old single": medians["old single"] / singles,
+            "new single": medians["new single"] / singles,
+            "batch per row": medians["batch"] / args.batch,
+        },
+        "batch": medians["batch"],
+        "statements": statements,
+        "round_trip": medians["round trip"] / (singles * 10),
+        "rounds": rounds,
+        "singles": singles,
+    }
+
+
+# --- 3. Cleanup ----------------------------------------------------------------------------------
 
 
 def load_invitations(args, clients, apps) -> None:
@@ -225,13 +355,41 @@ def cleanup_timing(args) -> dict:
     return {"update": plain_update, "delete": plain_delete, "expire": expire_time, "purge": purge_time}
 
 
+def report_issuing(args, scale: dict) -> None:
+    per_op = scale["per_op"]
+    say("")
+    say(f"issuing with {args.existing:,} invitations held by the client ({scale['rounds']} interleaved rounds: "
+        f"{scale['singles']} single issues per path, one batch of {args.batch:,})")  # fmt: skip
+    say(f"{'path':<16} {'ms per invitation':>18} {'statements':>11} {'vs old single':>14}")
+    for name, seconds in per_op.items():
+        count = scale["statements"].get(name, "")
+        say(f"{name:<16} {seconds * 1000:>18.2f} {count!s:>11} {per_op['old single'] / seconds:>13.1f}x")
+    round_trip = scale["round_trip"] * 1000
+    say(f"one batch of {args.batch:,}: {scale['batch']:.2f} s; one round trip (SELECT 1): {round_trip:.2f} ms")
+    say("")
+
+
 def main() -> None:
     args = parse_args()
     setup_django(args.database)
     say(f"clients and applications ({args.clients}) …")
     clients, apps = clients_with_applications(args.clients)
+    client, application = clients[0], apps[clients[0].pk]
+    if not active_signing_key_exists():
+        from vault import services as vault_services  # noqa: PLC0415
+
+        vault_services.rotate_signing_key(actor=None)
+    say(
+        f"issuing at scale: {args.existing:,} existing invitations; old single, new single, batches of {args.batch:,} …"
+    )
+    scale = issuing_at_scale(args, client, application)
+    report_issuing(args, scale)
+    if args.only_issue:
+        if args.drop:
+            drop_database(args.database)
+        return
     say(f"throughput: {args.rounds} rounds x {args.ops:,} tokens per path; {args.issues} service issues …")
-    speed = throughput(args, clients[0], apps[clients[0].pk])
+    speed = throughput(args, client, application)
     say(f"cleanup: loading {args.invitations:,} overdue invitations …")
     load_invitations(args, clients, apps)
     say("cleanup: plain UPDATE + DELETE (rolled back), then cleanup_invitations …")

@@ -292,10 +292,14 @@ class ClientAdmin(ClientScopedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
                 for i in recent_invitations(client)
             ),
         )  # fmt: skip
+        bulk = format_html(
+            '<p><a class="button" href="{}">Issue invitations from a CSV file…</a></p>',
+            reverse("admin:invitations_invitation_bulk", args=[client.pk]),
+        )
         if not rows:
-            return "None yet."
+            return format_html("None yet.{}", bulk)
         head = "<tr><th>code</th><th>application</th><th>status</th><th>uses</th><th>expires</th></tr>"
-        return format_html("<table>{}{}</table>", mark_safe(head), rows)  # noqa: S308 - a constant header
+        return format_html("<table>{}{}</table>{}", mark_safe(head), rows, bulk)  # noqa: S308 - a constant header
 
     def save_model(self, request, obj, form, change):
         data = {name: form.cleaned_data[name] for name in ("legal_name", "domain", "region", "tier")}

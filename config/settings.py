@@ -185,6 +185,25 @@ FLOWS_TOKEN_AUDIENCE = env.str("FLOWS_TOKEN_AUDIENCE", default="flows.thepia.net
 FLOWS_INVITATION_LINK = env.str("FLOWS_INVITATION_LINK", default="https://{domain}/{app}/invitation#token={token}")
 FLOWS_INVITATION_RETENTION_DAYS = env.int("FLOWS_INVITATION_RETENTION_DAYS", default=90)
 
+# --- E-mail ----------------------------------------------------------------------------------
+# Invitation e-mails (docs/invitations.md). EMAIL_URL: an SMTP URL, e.g.
+# `smtp+tls://user:password@smtp.example.com:587` (STARTTLS) or `smtp+ssl://…:465`. Unset, every
+# message is written as an .eml file into FLOWS_MAIL_DIR (default .devdb/mail/), for development.
+# The console backend is refused: it would print the invitee's address to the logs.
+FLOWS_MAIL_DIR = env.path("FLOWS_MAIL_DIR", default=str(BASE_DIR / ".devdb" / "mail"))
+if _email_url := env.str("EMAIL_URL", default=""):
+    if not _email_url.startswith(("smtp://", "smtps://", "smtp+tls://", "smtp+ssl://")):
+        raise environ.ImproperlyConfigured("EMAIL_URL must be an smtp://, smtp+tls:// or smtp+ssl:// URL.")
+    _email = environ.Env.email_url_config(_email_url)
+    EMAIL_BACKEND = _email["EMAIL_BACKEND"]
+    EMAIL_HOST, EMAIL_PORT = _email["EMAIL_HOST"], _email["EMAIL_PORT"]
+    EMAIL_HOST_USER, EMAIL_HOST_PASSWORD = _email["EMAIL_HOST_USER"] or "", _email["EMAIL_HOST_PASSWORD"] or ""
+    EMAIL_USE_TLS, EMAIL_USE_SSL = _email.get("EMAIL_USE_TLS", False), _email.get("EMAIL_USE_SSL", False)
+else:
+    EMAIL_BACKEND = "config.mail.EmlFileBackend"
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Flows <no-reply@thepia.net>")
+
 # --- Staff ---------------------------------------------------------------------------------
 # The console's public address, for links printed by commands (create_staff_user's password link).
 FLOWS_CONSOLE_URL = env.str("FLOWS_CONSOLE_URL", default="http://127.0.0.1:8000")

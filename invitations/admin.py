@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import timedelta
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect
@@ -16,8 +17,9 @@ from django.utils.html import format_html
 from clients.admin import ClientLinkMixin
 from clients.models import Application, Client
 from config.admin import ReadOnlyAdminMixin, as_validation_error, confirmed_action
-from config.errors import FlowsError
-from invitations import services, tokens
+from config.errors import FlowsError, InvalidInput
+from invitations import bulk, services, tokens
+from invitations.delivery import SEND_TO_CHOICES
 from invitations.models import Invitation
 from invitations.selectors import CLAIMS_CHECK, check_token
 from invitations.services import Invitee
@@ -34,6 +36,13 @@ class InviteeFields(forms.Form):
     company_email = forms.EmailField()
     private_email = forms.EmailField(required=False)
     validity_hours = forms.TypedChoiceField(label="Valid for", choices=VALIDITY_CHOICES, coerce=int, initial=168)
+    send_to = forms.ChoiceField(
+        label="E-mail the link to",
+        choices=list(SEND_TO_CHOICES.items()),
+        initial="none",
+        required=False,  # left out: not sent
+        help_text="Sent once the invitation is saved; the address is used for the send only, never stored.",
+    )
 
     def invitee(self) -> Invitee:
         data = self.cleaned_data
@@ -57,6 +66,20 @@ class IssueForm(InviteeFields):
     permissions = forms.CharField(required=False, help_text="Comma-separated, e.g. manager,viewer.")
     field_order = ["client", "application", "full_name", "company_email", "private_email", "permissions",
                    "validity_hours", "max_uses"]  # fmt: skip
+
+
+class BulkClientForm(forms.Form):
+    client = forms.ModelChoiceField(queryset=Client.objects.filter(status=Client.Status.ACTIVE).order_by("code"))
+
+
+class BulkForm(forms.Form):
+    file = forms.FileField(label="CSV file", help_text="UTF-8, comma- or semicolon-separated, with a header line.")
+    send_to = forms.ChoiceField(label="E-mail each link to", choices=list(SEND_TO_CHOICES.items()), initial="none")
+    valid_only = forms.BooleanField(
+        label="Issue the valid rows", required=False,
+        help_text="Issue the rows that pass even when others do not (those are listed and skipped).",
+    )  # fmt: skip
+    check_only = forms.BooleanField(label="Check only", required=False, help_text="Check every row; issue nothing.")
 
 
 class ApplicationCodeFilter(admin.SimpleListFilter):
@@ -133,6 +156,8 @@ class InvitationAdmin(ClientScopedAdminMixin, ClientLinkMixin, ReadOnlyAdminMixi
         return [
             path("check/", view(self.check_view), name="invitations_invitation_check"),
             path("<uuid:object_id>/resend/", view(self.resend_view), name="invitations_invitation_resend"),
+            path("bulk/", view(self.bulk_choose_view), name="invitations_invitation_bulk_choose"),
+            path("bulk/<uuid:client_id>/", view(self.bulk_view), name="invitations_invitation_bulk"),
             *super().get_urls(),
         ]
 
@@ -159,10 +184,12 @@ class InvitationAdmin(ClientScopedAdminMixin, ClientLinkMixin, ReadOnlyAdminMixi
                     expires_in=timedelta(hours=data["validity_hours"]),
                     max_uses=data["max_uses"],
                     permissions=data["permissions"].split(","),
+                    send_to=data.get("send_to") or "none",
                 )
             except FlowsError as error:
                 form.add_error(None, as_validation_error(error))
             else:
+                self._report_delivery(request, invitation, invitation.delivery)
                 return self._issued(request, invitation, token, "Invitation issued")
         return self._page(request, "issue.html", title="Issue invitation", form=form)
 
@@ -178,17 +205,104 @@ class InvitationAdmin(ClientScopedAdminMixin, ClientLinkMixin, ReadOnlyAdminMixi
                     invitation=invitation,
                     invitee=form.invitee(),
                     expires_in=timedelta(hours=form.cleaned_data["validity_hours"]),
+                    send_to=form.cleaned_data.get("send_to") or "none",
                 )
             except FlowsError as error:
                 form.add_error(None, as_validation_error(error))
             else:
+                self._report_delivery(request, invitation, invitation.delivery)
                 invitation.refresh_from_db()
                 return self._issued(request, invitation, token, "New token issued")
         return self._page(request, "resend.html", title=f"Resend {invitation.code}", form=form, invitation=invitation)
 
+    def _report_delivery(self, request, invitation, delivery) -> None:
+        """Say whether the e-mail went out; a failure offers the resend (the invitation itself is issued)."""
+        if delivery is None:
+            return
+        if delivery.status == "sent":
+            self.message_user(request, f"The invitation link was e-mailed to {delivery.to_label}.", messages.SUCCESS)
+            return
+        resend = reverse("admin:invitations_invitation_resend", args=[invitation.pk])
+        self.message_user(
+            request,
+            format_html(
+                "The e-mail to {} could not be sent ({}). The invitation is issued: copy the link below and give it "
+                'yourself, or <a href="{}">resend it</a>.',
+                delivery.to_label, delivery.error or delivery.status, resend,
+            ),
+            messages.ERROR,
+        )  # fmt: skip
+
     def _issued(self, request, invitation, token, title):
         link = invitation_link(invitation.client, invitation.application, token)
         return self._page(request, "issued.html", title=title, invitation=invitation, token=token, link=link)
+
+    def bulk_choose_view(self, request):
+        """Which client the CSV is for: the bulk page's URL takes the client."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = BulkClientForm(request.GET or None)
+        form.fields["client"].queryset = scope(form.fields["client"].queryset, request.user)
+        if request.GET and form.is_valid():
+            return redirect("admin:invitations_invitation_bulk", form.cleaned_data["client"].pk)
+        return self._page(request, "bulk_choose.html", title="Issue invitations from a CSV file", form=form)
+
+    def bulk_view(self, request, client_id):
+        """Upload a CSV; every row is checked first; the links come back once as a file to download (not stored)."""
+        client = get_object_or_404(scope(Client.objects.select_related("tier"), request.user), pk=client_id)
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = BulkForm(request.POST or None, request.FILES or None)
+        context = {
+            "client": client,
+            "form": form,
+            "title": f"Issue invitations from a CSV file: {client.code}",
+            "columns": bulk.COLUMNS,
+            "max_rows": services.MAX_BATCH_ROWS,
+            "max_bytes": bulk.MAX_CSV_BYTES,
+        }
+        if request.method == "POST" and form.is_valid():
+            upload = form.cleaned_data["file"]
+            try:
+                if upload.size > bulk.MAX_CSV_BYTES:
+                    raise InvalidInput(
+                        f"The file is {upload.size:,} bytes; the limit is {bulk.MAX_CSV_BYTES:,}. Split it.",
+                        code="csv_too_large",
+                    )
+                requests, unreadable = bulk.read_csv(upload.read(bulk.MAX_CSV_BYTES + 1))
+                result = services.issue_invitations(
+                    actor=request.user, client=client, requests=requests, unreadable=unreadable,
+                    valid_only=form.cleaned_data["valid_only"], dry_run=form.cleaned_data["check_only"],
+                    send_to=form.cleaned_data["send_to"],
+                )  # fmt: skip
+            except FlowsError as error:
+                form.add_error("file", as_validation_error(error).messages[0])
+            else:
+                context["result"] = result
+                if result.issued:
+                    links = bulk.links_csv(result, requests)
+                    context["download"] = "data:text/csv;charset=utf-8;base64," + base64.b64encode(
+                        links.encode()
+                    ).decode("ascii")
+                    context["filename"] = (
+                        f"invitations-{client.code}-{result.issued[0].invitation.created_at:%Y%m%d-%H%M}.csv"
+                    )
+                    self._report_batch_delivery(request, result.delivery)
+                    return self._page(request, "bulk_issued.html", **context)
+        return self._page(request, "bulk.html", **context)
+
+    def _report_batch_delivery(self, request, delivery) -> None:
+        if delivery is None:
+            return
+        if not delivery.failed:
+            self.message_user(request, f"{delivery.sent} e-mail(s) sent to {delivery.to_label}.", messages.SUCCESS)
+            return
+        self.message_user(
+            request,
+            f"{len(delivery.failed)} e-mail(s) could not be sent ({delivery.error}): {', '.join(delivery.failed)}. "
+            "Those invitations are issued: give their links from the file yourself, or resend them.",
+            messages.ERROR,
+        )
 
     def check_view(self, request):
         """Paste a token, see every check's verdict. Changes nothing; shows no personal data."""
@@ -212,7 +326,8 @@ class InvitationAdmin(ClientScopedAdminMixin, ClientLinkMixin, ReadOnlyAdminMixi
         return visible_clients(request.user).filter(code=client_code).exists()
 
     def changelist_view(self, request, extra_context=None):
-        extra_context = {**(extra_context or {}), "check_url": reverse("admin:invitations_invitation_check")}
+        extra_context = {**(extra_context or {}), "check_url": reverse("admin:invitations_invitation_check"),
+                         "bulk_url": reverse("admin:invitations_invitation_bulk_choose")}  # fmt: skip
         return super().changelist_view(request, extra_context)
 
 

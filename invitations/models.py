@@ -72,6 +72,10 @@ class Invitation(models.Model):
             models.Index(fields=["client", "application"], name="invitation_client_application"),
             models.Index(fields=["client", "status", "expires_at"], name="invitation_client_status"),
             models.Index(fields=["client", "-created_at"], name="invitation_client_created"),
+            # The seat count (issue_checks) reads this index only: issuing at 10,000 invitations stays cheap.
+            models.Index(
+                fields=["client", "status"], include=["max_uses", "used_count"], name="invitation_client_seats"
+            ),
             # Cleanup across clients: overdue pending ones, and finished ones past retention.
             models.Index(fields=["expires_at"], condition=models.Q(status="pending"), name="invitation_pending_expiry"),
             models.Index(fields=["finished_at"], condition=~models.Q(status="pending"), name="invitation_finished_at"),

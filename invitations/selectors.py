@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import re
 import uuid
 from dataclasses import dataclass
 
+from django.db import connections, router
 from django.db.models import Case, IntegerField, Q, Sum, When
 
 from clients.models import Client
 from config.errors import NotFound, excerpt
 from invitations.models import Invitation
 from invitations.tokens import InvitationRejected
+from vault.models import SigningKey
 
 
 def seats_used(client: Client) -> int:
@@ -33,6 +36,50 @@ def seats_used(client: Client) -> int:
         )["seats"]
         or 0
     )
+
+
+@dataclass(frozen=True)
+class IssueChecks:
+    seats_used: int
+    pending: dict[tuple[str, str], str]  # (application id, e-mail hash) of a pending invitation → its code
+    codes_taken: set[str]
+    signing_key: SigningKey | None  # the active one, enough of it to sign with (vault.signing.sign)
+
+
+_ISSUE_CHECKS = """
+SELECT
+  (SELECT coalesce(sum(CASE WHEN status = 'pending' THEN max_uses ELSE used_count END), 0)
+     FROM {table} WHERE client_id = %(client)s),
+  ARRAY(SELECT application_id::text || ' ' || email_hash || ' ' || code FROM {table}
+         WHERE client_id = %(client)s AND application_id = ANY(%(applications)s) AND status = 'pending'
+           AND email_hash = ANY(%(hashes)s) AND email_hash <> ''),
+  ARRAY(SELECT code FROM {table} WHERE code = ANY(%(codes)s)),
+  (SELECT ARRAY[kid, encode(wrapped_private_key, 'base64')] FROM {signing_keys} WHERE status = 'active')
+"""
+
+
+def issue_checks(client: Client, *, applications: list, email_hashes: list[str], codes: list[str]) -> IssueChecks:
+    """What issuing needs to know, in one round trip: the seats held (as `seats_used` counts them), the active
+    signing key (as `vault.selectors.active_signing_key` finds it), which of
+    `email_hashes` already have a pending invitation to one of `applications`, and which of `codes` are taken.
+
+    The duplicate lookup is on the unique index `invitation_one_pending_per_email`; the seat sum can
+    be answered from the covering index `invitation_client_seats` (migration 0004).
+    """
+    sql = _ISSUE_CHECKS.format(table=Invitation._meta.db_table, signing_keys=SigningKey._meta.db_table)
+    with connections[router.db_for_read(Invitation)].cursor() as cursor:
+        parameters = {"client": client.pk, "applications": [application.pk for application in applications],
+                      "hashes": list(email_hashes), "codes": list(codes)}  # fmt: skip
+        cursor.execute(sql, parameters)
+        seats, pending, taken, signing = cursor.fetchone()
+    rows = (entry.split(" ") for entry in pending)
+    signing_key = None
+    if signing is not None:
+        kid, wrapped = signing
+        signing_key = SigningKey(
+            kid=kid, status=SigningKey.Status.ACTIVE, wrapped_private_key=base64.b64decode(wrapped)
+        )
+    return IssueChecks(int(seats), {(app, hash_): code for app, hash_, code in rows}, set(taken), signing_key)
 
 
 INVITATION_CODE = re.compile(r"INV-[0-9A-Z]{6}")

@@ -11,7 +11,9 @@ import hashlib
 import hmac
 import json
 import secrets
-from dataclasses import dataclass
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -29,8 +31,9 @@ from clients.tenancy import in_tenant_context, tenant_context
 from config.errors import Conflict, InvalidInput, Refused
 from config.validation import CONTROL_CHARACTERS, CONTROL_CHARACTERS_MESSAGE, conflicts_as, refuse_control_characters
 from invitations import tokens
+from invitations.delivery import SEND_TO_CHOICES, Delivery, send_after_commit
 from invitations.models import Invitation
-from invitations.selectors import seats_used
+from invitations.selectors import issue_checks, seats_used
 from invitations.tokens import MAX_PERMISSIONS, PERMISSION, InvitationRejected
 from vault.selectors import active_signing_key, client_keys, is_erased
 from vault.services import create_data_key
@@ -42,6 +45,7 @@ CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L,
 CLEANUP_LOCK = "invitations.cleanup"
 EMAIL_HASH_INFO = b"flows-invitation-email"
 MAX_RESTRICTIONS_BYTES = 4096
+MAX_BATCH_ROWS = 2000  # one batch's invitations: a file of new hires, not a migration (docs/invitations.md)
 
 
 def _atomic():
@@ -64,13 +68,13 @@ class Invitee:
             errors["full_name"] = ["Give the invitee's full name (at most 200 characters)."]
         elif CONTROL_CHARACTERS.search(name):
             errors["full_name"] = [CONTROL_CHARACTERS_MESSAGE]
-        for field, value, required in (("company_email", company, True), ("private_email", private, False)):
+        for name_of_field, value, required in (("company_email", company, True), ("private_email", private, False)):
             if not value and not required:
                 continue
             try:
                 validate_email(value)
             except ValidationError:
-                errors[field] = ["Enter a valid e-mail address."]
+                errors[name_of_field] = ["Enter a valid e-mail address."]
         if errors:
             raise InvalidInput("; ".join(f"{name}: {messages[0]}" for name, messages in errors.items()), fields=errors)
         return Invitee(name, company, private)
@@ -114,11 +118,36 @@ def _cleaned_restrictions(restrictions: dict[str, Any] | None) -> dict[str, Any]
     return restrictions
 
 
-def _new_code() -> str:
-    while True:
-        code = "INV-" + "".join(secrets.choice(CODE_ALPHABET) for _ in range(6))
-        if not Invitation.objects.filter(code=code).exists():
-            return code
+def _random_code() -> str:
+    return "INV-" + "".join(secrets.choice(CODE_ALPHABET) for _ in range(6))
+
+
+def _free_codes(codes: list[str], taken: set[str]) -> list[str]:
+    """`codes` with each taken one replaced by a free one (a collision is rare: 32^6 codes)."""
+    while taken & set(codes):
+        codes = [code if code not in taken else _random_code() for code in codes]
+        taken = set(Invitation.objects.filter(code__in=codes).values_list("code", flat=True))
+    return codes
+
+
+def _checked_send_to(send_to: str) -> str:
+    if send_to not in SEND_TO_CHOICES:
+        raise InvalidInput(
+            f"Send to is one of {', '.join(SEND_TO_CHOICES)}.", code="invalid_send_to", fields={"send_to": ["Unknown."]}
+        )
+    return send_to
+
+
+def _private_address_missing(send_to: str, invitee: Invitee) -> bool:
+    return send_to == "private" and not invitee.private_email
+
+
+def _keys_of(actor, client: Client):
+    keys = client_keys(client)
+    if keys.active_version is None:  # a client from before the vault: its first data key, now
+        create_data_key(actor=actor, client=client)
+        keys = client_keys(client)
+    return keys
 
 
 def _check_issuable(client: Client, application: Application, expires_in: timedelta, max_uses: int) -> None:
@@ -156,9 +185,19 @@ def issue_invitation(
     max_uses: int = 1,
     permissions: list[str] | None = None,
     restrictions: dict[str, Any] | None = None,
+    send_to: str = "none",
 ) -> tuple[Invitation, str]:
-    """A new pending invitation and its token (the only copy: it is not stored)."""
+    """A new pending invitation and its token (the only copy: it is not stored).
+
+    `send_to` ("none", "company", "private", "both") e-mails the link once the transaction has
+    committed (invitations/delivery.py); the returned invitation's `delivery` says how it went.
+    """
     invitee = invitee.cleaned()
+    send_to = _checked_send_to(send_to)
+    if _private_address_missing(send_to, invitee):
+        raise InvalidInput(
+            "There is no private e-mail to send to.", code="no_private_email", fields={"private_email": ["Required."]}
+        )
     permissions = _cleaned_permissions(permissions)
     restrictions = _cleaned_restrictions(restrictions)
     now = timezone.now()
@@ -166,31 +205,27 @@ def issue_invitation(
         # The client row lock serialises concurrent issues against the tier's max_users.
         client = get_client(str(client.pk), for_update=True)
         _check_issuable(client, application, expires_in, max_uses)
-        used = seats_used(client)
-        if used + max_uses > client.tier.max_users:
+        keys = _keys_of(actor, client)
+        email_hashes = _email_hashes(keys, invitee.company_email)
+        code = _random_code()
+        # Seats, duplicate, code and signing key in one round trip (docs/performance.md: issuing was 13 statements).
+        checks = issue_checks(client, applications=[application], email_hashes=email_hashes, codes=[code])
+        if checks.seats_used + max_uses > client.tier.max_users:
             raise Refused(
-                f"Tier {client.tier.code} allows {client.tier.max_users} users; client {client.code} holds {used} "
-                f"seat(s), and this invitation needs {max_uses}.",
+                f"Tier {client.tier.code} allows {client.tier.max_users} users; client {client.code} holds "
+                f"{checks.seats_used} seat(s), and this invitation needs {max_uses}.",
                 code="seat_limit",
             )
-        keys = client_keys(client)
-        if keys.active_version is None:  # a client from before the vault: its first data key, now
-            create_data_key(actor=actor, client=client)
-            keys = client_keys(client)
-        email_hashes = _email_hashes(keys, invitee.company_email)
-        if Invitation.objects.filter(
-            client_id=client.pk, application_id=application.pk, status=Invitation.Status.PENDING,
-            email_hash__in=email_hashes,
-        ).exists():  # fmt: skip
+        if any((str(application.pk), hash_) in checks.pending for hash_ in email_hashes):
             raise Conflict(
                 f"This person already has a pending invitation to {application.app_code}; resend or revoke it.",
                 code="duplicate_invitation",
             )
-        signing_key = active_signing_key()
+        signing_key = checks.signing_key or active_signing_key()  # the latter raises: there is none
         invitation = Invitation(
             client=client,
             application=application,
-            code=_new_code(),
+            code=_free_codes([code], checks.codes_taken)[0],
             max_uses=max_uses,
             permissions=permissions,
             restrictions=restrictions,
@@ -223,16 +258,250 @@ def issue_invitation(
                 "permissions": permissions,
             },
         )
+        invitation.delivery = _schedule(actor, client, send_to, [(invitation, invitee, token)])
     return invitation, token
 
 
-def resend_invitation(*, actor, invitation: Invitation, invitee: Invitee, expires_in: timedelta | None = None) -> str:
+def _schedule(actor, client: Client, send_to: str, issued: list[tuple[Invitation, Invitee, str]]) -> Delivery | None:
+    """E-mail each issued invitation's link after the commit; None when nothing is to be sent."""
+    if send_to == "none":
+        return None
+    delivery = Delivery(send_to)
+    items = [(invitation, invitee, tokens.invitation_link(client, invitation.application, token))
+             for invitation, invitee, token in issued]  # fmt: skip
+    send_after_commit(actor=actor, client=client, delivery=delivery, items=items)
+    return delivery
+
+
+# --- Batches -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InvitationRequest:
+    """One row of a batch: who, to which application (by code), with which permissions, for how long."""
+
+    line: int
+    invitee: Invitee
+    app_code: str
+    permissions: list[str] = field(default_factory=list)
+    expires_in: timedelta = timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class RowError:
+    """Why a row cannot be issued. `line` 0 is the batch as a whole (the seats)."""
+
+    line: int
+    field: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class IssuedInvitation:
+    line: int
+    invitation: Invitation
+    token: str
+    link: str
+
+
+@dataclass
+class BatchResult:
+    rows: int
+    errors: list[RowError] = field(default_factory=list)
+    issued: list[IssuedInvitation] = field(default_factory=list)
+    valid_rows: int = 0
+    dry_run: bool = False
+    delivery: Delivery | None = None
+
+    @property
+    def batch_error(self) -> RowError | None:
+        return next((error for error in self.errors if error.line == 0), None)
+
+
+def _row_errors(request: InvitationRequest, send_to: str) -> tuple[list[RowError], Invitee | None, list[str]]:
+    errors: list[RowError] = []
+    invitee = permissions = None
+    try:
+        invitee = request.invitee.cleaned()
+    except InvalidInput as error:
+        errors += [RowError(request.line, name, messages[0]) for name, messages in error.fields.items()]
+    try:
+        permissions = _cleaned_permissions(request.permissions)
+    except InvalidInput as error:
+        errors.append(RowError(request.line, "permissions", error.message))
+    if not MIN_VALIDITY <= request.expires_in <= MAX_VALIDITY:
+        errors.append(RowError(request.line, "validity", "Between 1 hour and 30 days (e.g. 12h, 7d)."))
+    if invitee is not None and _private_address_missing(send_to, invitee):
+        errors.append(RowError(request.line, "private_email", "Required: the e-mail goes to the private address."))
+    return errors, invitee, permissions
+
+
+def issue_invitations(
+    *,
+    actor,
+    client: Client,
+    requests: list[InvitationRequest],
+    valid_only: bool = False,
+    dry_run: bool = False,
+    send_to: str = "none",
+    unreadable: list[RowError] | None = None,
+) -> BatchResult:
+    """Issue a batch of single-use invitations for one client: every row checked first, one transaction, one lock.
+
+    Per-row problems (field shapes, unknown or disabled application, a duplicate in the batch or
+    of a pending invitation) are returned as `RowError`s; with any of them nothing is issued,
+    unless `valid_only`. The seats are checked for the whole batch under the client's row lock.
+    The batch is **one operation**: one audit event, `invitation.batch_issued`, lists every
+    invitation it issued (docs/invitations.md). Tokens and links are returned once, not stored.
+    `unreadable` are the rows a door could not even read (a CSV line with the wrong cell count):
+    they count as invalid rows.
+    """
+    send_to = _checked_send_to(send_to)
+    unreadable = list(unreadable or [])
+    rows_given = len(requests) + len(unreadable)
+    if not rows_given:
+        raise InvalidInput("The batch has no rows.", code="empty_batch")
+    if rows_given > MAX_BATCH_ROWS:
+        raise InvalidInput(
+            f"A batch holds at most {MAX_BATCH_ROWS:,} invitations; this one has {rows_given:,}. Split it.",
+            code="batch_too_large",
+        )
+    result = BatchResult(rows=rows_given, dry_run=dry_run, errors=unreadable)
+    rows = _shaped_rows(requests, send_to, result.errors)
+    now = timezone.now()
+    with _atomic():
+        client = get_client(str(client.pk), for_update=True)  # one lock for the whole batch
+        if client.status != Client.Status.ACTIVE:
+            raise Refused(
+                f"Client {client.code} is {client.status}; invitations need an active client.", code="client_inactive"
+            )
+        keys = _keys_of(actor, client)
+        rows = _with_applications(client, rows, result.errors)
+        hashes = [_email_hashes(keys, invitee.company_email) for _, invitee, _, _ in rows]
+        codes = [_random_code() for _ in rows]
+        applications = list({application.pk: application for _, _, _, application in rows}.values())
+        checks = issue_checks(
+            client, applications=applications, email_hashes=[h for row in hashes for h in row], codes=codes
+        )
+        issuable = _not_pending(rows, hashes, checks, result.errors)
+        free = client.tier.max_users - checks.seats_used
+        if len(issuable) > free:
+            message = (
+                f"Tier {client.tier.code} allows {client.tier.max_users} users; client {client.code} holds "
+                f"{checks.seats_used} seat(s), so {max(free, 0)} are free and this batch needs {len(issuable)}."
+            )
+            result.errors.append(RowError(0, "seats", message))
+        result.errors.sort(key=lambda error: error.line)
+        result.valid_rows = len(issuable)
+        if result.batch_error or (result.errors and not valid_only) or dry_run or not issuable:
+            return result
+        signing_key = checks.signing_key or active_signing_key()  # the latter raises: there is none
+        codes = _free_codes(codes[: len(issuable)], checks.codes_taken)
+        created_by = actor_fields(actor)[2][:200]
+        issued = []
+        for (request, invitee, permissions, application, email_hash), code in zip(issuable, codes, strict=True):
+            invitation = Invitation(
+                id=uuid.uuid4(), client=client, application=application, code=code, permissions=permissions,
+                restrictions={}, expires_at=now + request.expires_in, email_hash=email_hash, kid=signing_key.kid,
+                created_by=created_by,
+            )  # fmt: skip
+            token = tokens.encode(
+                invitation=invitation, client=client, application=application, invitee=invitee.as_claim(), keys=keys,
+                signing_key=signing_key, issued_at=now,
+            )  # fmt: skip
+            invitation.token_hash = tokens.token_hash(token)
+            issued.append((request, invitee, invitation, token))
+        invitations = [invitation for _, _, invitation, _ in issued]
+        with conflicts_as("A concurrent request issued one of these invitations; try again."):
+            Invitation.objects.bulk_create(invitations, batch_size=1000)
+        record(
+            actor=actor,
+            action="invitation.batch_issued",
+            client=client,
+            target_type=Invitation._meta.label_lower,
+            target_label=f"{len(invitations)} invitation(s)",
+            changes={
+                "count": len(invitations),
+                "applications": dict(Counter(invitation.application.app_code for invitation in invitations)),
+                "invitations": [invitation.code for invitation in invitations],
+                "invalid_rows_skipped": len(result.errors),
+            },
+        )
+        result.issued = [
+            IssuedInvitation(line=request.line, invitation=invitation, token=token,
+                             link=tokens.invitation_link(client, invitation.application, token))
+            for request, _, invitation, token in issued
+        ]  # fmt: skip
+        result.delivery = _schedule(actor, client, send_to, [(inv, invitee, tok) for _, invitee, inv, tok in issued])
+    return result
+
+
+def _shaped_rows(requests: list[InvitationRequest], send_to: str, errors: list[RowError]) -> list[tuple]:
+    """(request, invitee, permissions, app code) of the rows whose fields are well-formed and not repeated."""
+    rows, seen = [], {}
+    for request in requests:
+        row_errors, invitee, permissions = _row_errors(request, send_to)
+        app_code = (request.app_code or "").strip().lower()
+        if not row_errors:
+            key = (app_code, invitee.company_email)
+            if key in seen:
+                reason = f"Duplicate of line {seen[key]} (same e-mail and application)."
+                row_errors.append(RowError(request.line, "company_email", reason))
+            else:
+                seen[key] = request.line
+        errors += row_errors
+        if not row_errors:
+            rows.append((request, invitee, permissions, app_code))
+    return rows
+
+
+def _with_applications(client: Client, rows: list[tuple], errors: list[RowError]) -> list[tuple]:
+    """The rows naming one of the client's enabled applications, each with it in place of the code (one query)."""
+    applications = {app.app_code: app for app in Application.objects.filter(client_id=client.pk)}
+    found = []
+    for request, invitee, permissions, app_code in rows:
+        application = applications.get(app_code)
+        if application is None:
+            reason = f"Client {client.code} has no application '{app_code}'."
+            errors.append(RowError(request.line, "application", reason))
+        elif application.status != Application.Status.ENABLED:
+            errors.append(RowError(request.line, "application", f"Application {app_code} is disabled."))
+        else:
+            found.append((request, invitee, permissions, application))
+    return found
+
+
+def _not_pending(rows: list[tuple], hashes: list[list[str]], checks, errors: list[RowError]) -> list[tuple]:
+    """The rows whose invitee has no pending invitation to that application yet, each with its e-mail hash."""
+    issuable = []
+    for (request, invitee, permissions, application), email_hashes in zip(rows, hashes, strict=True):
+        keys = [(str(application.pk), email_hash) for email_hash in email_hashes]
+        pending = next((checks.pending[key] for key in keys if key in checks.pending), None)
+        if pending:
+            reason = f"Already has a pending invitation to {application.app_code} ({pending})."
+            errors.append(RowError(request.line, "company_email", reason))
+        else:
+            issuable.append((request, invitee, permissions, application, email_hashes[0]))
+    return issuable
+
+
+def resend_invitation(
+    *, actor, invitation: Invitation, invitee: Invitee, expires_in: timedelta | None = None, send_to: str = "none"
+) -> str:
     """A new token for a pending or expired invitation (same id and code); the previous token stops working at once.
 
     The invitee's data is given again: it was never stored, so it cannot be read back. An
-    expired invitation becomes pending again, if the tier has the seats for it.
+    expired invitation becomes pending again, if the tier has the seats for it. `send_to` e-mails
+    the new link after the commit, as for `issue_invitation`; the outcome lands on the given
+    invitation's `delivery`.
     """
     invitee = invitee.cleaned()
+    send_to = _checked_send_to(send_to)
+    if _private_address_missing(send_to, invitee):
+        raise InvalidInput(
+            "There is no private e-mail to send to.", code="no_private_email", fields={"private_email": ["Required."]}
+        )
+    given = invitation
     now = timezone.now()
     with _atomic():
         invitation = (
@@ -284,6 +553,7 @@ def resend_invitation(*, actor, invitation: Invitation, invitee: Invitee, expire
             target=invitation,
             changes={"expires_at": invitation.expires_at, "resend_count": invitation.resend_count, "revived": revived},
         )
+        given.delivery = _schedule(actor, client, send_to, [(invitation, invitee, token)])
     return token
 
 

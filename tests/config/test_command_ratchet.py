@@ -100,6 +100,7 @@ class World:
             "username": f"{self.client}-new-staff",
             "email": "staff@thepia.net",
             "role": "Support",
+            "csv": "-",  # create_invitations reads the ratchet's stdin
         }
 
 

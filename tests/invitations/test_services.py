@@ -304,6 +304,16 @@ def test_every_public_invitation_service_writes_its_audit_event(issue):
             "invitation.expired",
         ),
         "cleanup_invitations": (lambda: services.cleanup_invitations(actor=None), "invitation.cleanup"),
+        "issue_invitations": (
+            lambda: services.issue_invitations(
+                actor=None,
+                client=first.client,
+                requests=[
+                    services.InvitationRequest(2, services.Invitee("Batch Person", "batch@acme.example"), "onboarding")
+                ],
+            ),
+            "invitation.batch_issued",
+        ),
     }
     public = {
         name

@@ -6,6 +6,7 @@ from datetime import timedelta
 from clients.selectors import get_application, get_client
 from config.commands import FlowsCommand, Result, UsageError
 from config.errors import excerpt
+from invitations.delivery import SEND_TO_CHOICES
 from invitations.models import Invitation
 from invitations.services import Invitee, issue_invitation
 from invitations.tokens import invitation_link
@@ -20,6 +21,28 @@ def parse_duration(text: str) -> timedelta:
     if not match:
         raise UsageError(f"--expires-in must look like 12h or 7d, not {excerpt(text)!r}")
     return timedelta(**{UNITS[match[2]]: int(match[1])})
+
+
+def add_send_argument(parser) -> None:
+    parser.add_argument(
+        "--send", choices=list(SEND_TO_CHOICES), default="none",
+        help="E-mail the link to the invitee's company address, private address, both, or none (default).",
+    )  # fmt: skip
+
+
+def with_delivery(result: Result, delivery, code: str) -> Result:
+    """The command's result with the e-mail's outcome: a failed send is said (the invitation stands), never hidden."""
+    if delivery is None:
+        return result
+    result.data["delivery"] = {"status": delivery.status, "sent_to": delivery.to_label, "error": delivery.error}
+    if delivery.status == "sent":
+        result.text += f"\n\nE-mailed to {delivery.to_label}."
+    else:
+        result.text += (
+            f"\n\nThe e-mail to {delivery.to_label} was NOT sent ({delivery.error or delivery.status}): "
+            f"give the link yourself, or run manage.py resend_invitation {code} --send …"
+        )
+    return result
 
 
 def invitation_data(invitation: Invitation) -> dict:
@@ -46,7 +69,7 @@ class Command(FlowsCommand):
     )
     example = (
         'manage.py create_invitation --client acme --app offboarding --name "Ada Lovelace" '
-        "--company-email ada@acme.example --expires-in 7d --permissions manager"
+        "--company-email ada@acme.example --expires-in 7d --permissions manager --send company"
     )
 
     def add_arguments(self, parser):
@@ -58,6 +81,7 @@ class Command(FlowsCommand):
         parser.add_argument("--expires-in", default="7d", help="12h … 30d (default 7d).")
         parser.add_argument("--uses", type=int, default=1, help="How many people may use the link (default 1).")
         parser.add_argument("--permissions", default="", help="Comma-separated permissions for the application.")
+        add_send_argument(parser)
 
     def run(self, **options):
         expires_in = parse_duration(options["expires_in"])
@@ -71,10 +95,12 @@ class Command(FlowsCommand):
             expires_in=expires_in,
             max_uses=options["uses"],
             permissions=options["permissions"].split(","),
+            send_to=options["send"],
         )
         link = invitation_link(client, application, token)
         text = (
             f"Invitation {invitation.code} for {client.code}/{application.app_code}, valid until "
             f"{invitation.expires_at:%Y-%m-%d %H:%M} UTC. Shown once:\n{link}\n\nToken:\n{token}"
         )
-        return Result({"invitation": invitation_data(invitation), "token": token, "link": link}, text)
+        data = {"invitation": invitation_data(invitation), "token": token, "link": link}
+        return with_delivery(Result(data, text), invitation.delivery, invitation.code)
