@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from http import HTTPStatus
+
 from django.db import connections, router
 
 from api.auth import ApiPrincipal
@@ -12,9 +14,10 @@ from api.models import Usage
 # RLS's WITH CHECK holds it to the caller's client. The day is UTC.
 _COUNT = f"""
 INSERT INTO {Usage._meta.db_table} AS u
-    (client_id, day, api_key_id, application_id, endpoint, status_class, count)
-VALUES (%s, (now() AT TIME ZONE 'UTC')::date, %s, %s, %s, %s, 1)
-ON CONFLICT ON CONSTRAINT api_usage_counter DO UPDATE SET count = u.count + 1
+    (client_id, day, api_key_id, application_id, endpoint, status_class, count, rate_limited)
+VALUES (%s, (now() AT TIME ZONE 'UTC')::date, %s, %s, %s, %s, 1, %s)
+ON CONFLICT ON CONSTRAINT api_usage_counter
+DO UPDATE SET count = u.count + 1, rate_limited = u.rate_limited + EXCLUDED.rate_limited
 """  # noqa: S608 - table name from the model, values are parameters
 
 
@@ -32,5 +35,13 @@ def record_usage(*, actor: ApiPrincipal, endpoint: str, status: int) -> None:
     """
     with connections[router.db_for_write(Usage)].cursor() as cursor:
         cursor.execute(
-            _COUNT, [actor.client_id, actor.key_id, actor.application_id, endpoint[:64], status_class(status)]
+            _COUNT,
+            [
+                actor.client_id,
+                actor.key_id,
+                actor.application_id,
+                endpoint[:64],
+                status_class(status),
+                int(status == HTTPStatus.TOO_MANY_REQUESTS),
+            ],
         )

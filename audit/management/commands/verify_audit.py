@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime, time
 from pathlib import Path
 
 from audit import verification
+from audit.services import record_verification
 from clients.selectors import get_client
 from config.commands import FlowsCommand, Result, UsageError, printable
 from config.errors import FlowsError, InvalidInput
@@ -79,18 +80,27 @@ class Command(FlowsCommand):
             with open_text(options["file"], "--file") as lines:
                 summary = verification.verify_export(lines, emit=emit)
         else:
-            client_id = get_client(options["client"]).pk if options["client"] else None
+            client = get_client(options["client"]) if options["client"] else None
             checkpoints = None
             if options["checkpoints"]:
                 with open_text(options["checkpoints"], "--checkpoints") as lines:
                     checkpoints = verification.read_checkpoints(lines, emit=emit)
             summary = verification.verify_database(
-                client_id=client_id,
+                client_id=client.pk if client is not None else None,
                 since=since,
                 checkpoints=checkpoints,
                 resume=options["resume"],
                 emit=emit,
                 progress=lambda done: self.progress(done, label="events verified"),
+            )
+            # The result of a run over the database goes into the trail: /metrics reports the last one.
+            record_verification(
+                actor=self.actor,
+                client=client,
+                since=since,
+                resume=options["resume"],
+                summary=summary,
+                problems=counts,
             )
         data = {
             "chains": summary.chains,
