@@ -166,9 +166,12 @@ class DatabaseCollector(Collector):
             ping = _gauge("flows_db_ping_seconds", "Round trip of one trivial query from this worker.")
             ping.add_metric([], time.perf_counter() - started)
             families.append(ping)
-        # One snapshot for every figure, and nothing this scrape could write.
+        # One snapshot for every figure, and nothing this scrape could write (when the transaction is
+        # its own: read-only mode would outlive a savepoint in someone else's).
+        outermost = not connection.in_atomic_block
         with transaction.atomic(using=alias), connection.cursor() as cursor:
-            cursor.execute("SET TRANSACTION READ ONLY")
+            if outermost:
+                cursor.execute("SET TRANSACTION READ ONLY")
             tiers = self._tiers(cursor)
             families += self._connections(cursor)
             families += self._clients(cursor, tiers)
