@@ -62,4 +62,3 @@ def test_every_metric_a_rule_names_is_exposed():
     counters = {f"{name}_total" for name in exposed}
     named = {name for rule in _rules() for name in METRIC.findall(rule["expr"])}
     assert named and not named - exposed - counters, named - exposed - counters
-
