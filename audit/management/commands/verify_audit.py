@@ -44,6 +44,7 @@ class Command(FlowsCommand):
         "per problem with the event id, every edited, deleted, inserted, reordered or forged event and every broken "
         "link. With --checkpoints, also compare with signed checkpoints (audit_checkpoint's stream), which catches a "
         "chain rewritten consistently. With --file, verify an export (export_audit --format jsonl) offline. "
+        "A run over the database is recorded as an audit.verified event (its result, for /metrics). "
         "Exit 0 when intact, 1 otherwise. See docs/audit.md."
     )
     example = "manage.py verify_audit --client acme --since 2026-11-01 --checkpoints /var/lib/flows/checkpoints.jsonl"
