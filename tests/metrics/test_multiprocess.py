@@ -1,4 +1,4 @@
-"""PROMETHEUS_MULTIPROC_DIR: request metrics of several worker processes add up in whichever worker answers the scrape."""
+"""PROMETHEUS_MULTIPROC_DIR: the request metrics of several worker processes add up in one scrape."""
 
 from __future__ import annotations
 
