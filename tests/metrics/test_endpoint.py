@@ -232,3 +232,13 @@ def test_a_database_that_does_not_answer_is_reported_not_an_error():
         console.settings_dict["PORT"] = port
     assert value(samples, "flows_db_up") == 0
     assert not any(name.startswith("flows_invitations") for name, _ in samples)
+
+
+def test_a_verification_against_a_stream_that_is_no_checkpoint_stream_is_not_recorded(make_client, manage, tmp_path):
+    make_client("acme")
+    stream = tmp_path / "not-checkpoints.jsonl"
+    stream.write_text('{"action": "client.created"}\nnot json\n')
+    run = manage("verify_audit", "--checkpoints", str(stream))
+    assert run.code == 1 and "is not a checkpoint" in run.out
+    assert not AuditEvent.objects.filter(action="audit.verified").exists()
+    assert value(scrape(), "flows_audit_verification_ok") is None
