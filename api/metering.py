@@ -1,7 +1,7 @@
 """Usage metering: one counter per client, application, key, endpoint, status class and day.
 
 The definer call that authenticates a request also counts it (`api_authenticate`,
-api/migrations/0003): as `2xx`, or as `4xx` when the rate limit refuses it. A successful request
+api/migrations/0004): as `2xx`, or as `4xx` (and `rate_limited`) when the rate limit refuses it. A successful request
 therefore writes nothing in its own tenant transaction. A request that ends in an error moves its
 one count from `2xx` to its class here, in one statement — exact under concurrency, since both
 halves are relative updates. A counter row may therefore hold 0 (every request of that day, key

@@ -45,6 +45,9 @@ class Usage(models.Model):
     endpoint = models.CharField(max_length=64)
     status_class = models.CharField(max_length=3, choices=StatusClass.choices)
     count = models.BigIntegerField(default=0)
+    # How many of `count` were refused with 429 (over the key's rate limit): still 4xx, told apart
+    # for the metrics endpoint and its alerts (docs/monitoring.md).
+    rate_limited = models.BigIntegerField(default=0, db_default=0)
 
     class Meta:
         verbose_name_plural = "usage"
@@ -57,6 +60,10 @@ class Usage(models.Model):
                 nulls_distinct=False,
             ),
             models.CheckConstraint(condition=models.Q(status_class__in=["2xx", "4xx", "5xx"]), name="api_usage_class"),
+        ]
+        indexes = [
+            # Today's counters of every client, read by each scrape of /metrics.
+            models.Index(fields=["day"], name="api_usage_day"),
         ]
 
     def __str__(self):

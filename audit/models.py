@@ -62,6 +62,7 @@ KNOWN_ACTIONS = [
     "staff.elevated",
     "staff.elevation_failed",
     "audit.exported",
+    "audit.verified",
 ]
 
 # The stored columns an event's hash covers, besides its position (see audit.services.hashed_fields).

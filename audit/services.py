@@ -280,3 +280,30 @@ def export_events(*, actor, export_format: str, client=None, since=None, events=
     if events is not None:
         return exported_rows(events)
     return events_in_chain_order(client_id=client.pk if client else None, since=since)
+
+
+def record_verification(*, actor, client=None, since=None, resume: bool = False, summary, problems: dict[str, int]):
+    """Record one `verify_audit` run over the database: its scope and result, so monitoring can read the last one.
+
+    In the platform's chain, like `audit.checkpointed` (a run is an operation on the trail, and an
+    event in the verified client's chain would move what the next run walks), in a transaction of
+    its own after the walk. A run that found problems is recorded too: it is the one that matters.
+    """
+    changes = {
+        "scope": client.code if client is not None else "all",
+        "ok": not problems,
+        "since": since,
+        "resume": resume,
+        "chains": summary.chains,
+        "events": summary.events,
+        "checkpoints": summary.checkpoints,
+        "problems": dict(sorted(problems.items())),
+    }
+    with transaction.atomic(using=router.db_for_write(AuditEvent), durable=True):
+        return record(
+            actor=actor,
+            action="audit.verified",
+            target_type="audit.chain",
+            target_label=client.code if client is not None else "all chains",
+            changes=changes,
+        )

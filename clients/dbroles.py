@@ -88,8 +88,8 @@ APP_GRANTS: dict[str, str] = {
     "invitations.Invitation": "SELECT, UPDATE (used_count, status, accepted_at, finished_at)",
     # Verifying tokens needs the public keys: these columns only, never the wrapped private key.
     "vault.SigningKey": "SELECT (id, kid, algorithm, public_key, status, publish_until, created_at)",
-    # Metering: one upsert per request increments its counter (api/services.py).
-    "api.Usage": "SELECT, INSERT, UPDATE (count)",
+    # Metering: one upsert per request increments its counters (api/metering.py).
+    "api.Usage": "SELECT, INSERT, UPDATE (count)",  # an error moves its count (api.metering); 429s: the definer
 }
 # Functions in our schema each runtime role may execute: every other one is reported. Names
 # only: apply() grants EXECUTE on every overload of the name.

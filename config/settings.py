@@ -42,11 +42,14 @@ INSTALLED_APPS = [
     "django_otp.plugins.otp_static",
     "axes",
     "staff",
+    "metrics",
     # Serves django-ninja's bundled Swagger UI files, so /api/v1/docs loads nothing from elsewhere.
     "ninja",
 ]
 
 MIDDLEWARE = [
+    # Outermost: times every request by door, whatever the layers inside it answer (docs/monitoring.md).
+    "metrics.middleware.RequestMetricsMiddleware",
     "config.middleware.RequestContextMiddleware",
     "api.middleware.ApiProblemMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -234,6 +237,13 @@ AXES_IPWARE_PROXY_ORDER = "right-most"
 FLOWS_API_RATE_LIMIT_PER_MINUTE = env.int("FLOWS_API_RATE_LIMIT_PER_MINUTE", default=600)
 # Larger request bodies are refused with 413 before they are parsed.
 FLOWS_API_MAX_BODY_BYTES = 64 * 1024
+
+# --- Metrics (docs/monitoring.md) -------------------------------------------------------------
+# The bearer token Prometheus sends to /metrics; unset, the endpoint does not exist (404).
+FLOWS_METRICS_TOKEN = env.str("FLOWS_METRICS_TOKEN", default="")
+# Per-client series only for this many clients (busiest by invitations and by API requests today,
+# fullest by seats); every client counts in its tier's aggregate.
+FLOWS_METRICS_TOP_CLIENTS = env.int("FLOWS_METRICS_TOP_CLIENTS", default=10)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

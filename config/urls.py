@@ -1,4 +1,4 @@
-"""URL configuration: the staff console (/admin/), the tenant API (/api/v1/), the health endpoint and the JWKS."""
+"""URL configuration: the staff console (/admin/), the tenant API (/api/v1/), health, metrics and the JWKS."""
 
 from django.conf import settings
 from django.contrib import admin
@@ -6,6 +6,7 @@ from django.urls import path
 
 from api.api import api
 from config.views import favicon, healthz
+from metrics.views import metrics
 from staff import views as staff_views
 from vault.views import jwks
 
@@ -13,7 +14,12 @@ admin.site.site_header = "Flows Console"
 admin.site.site_title = "Flows Console"
 admin.site.index_title = "Staff console"
 
-urlpatterns = [path("healthz", healthz, name="healthz"), path("api/v1/", api.urls)]
+urlpatterns = [
+    path("healthz", healthz, name="healthz"),
+    # Prometheus, with a bearer token (FLOWS_METRICS_TOKEN); absent without one (docs/monitoring.md).
+    path("metrics", metrics, name="metrics"),
+    path("api/v1/", api.urls),
+]
 # A tenant-only worker (FLOWS_TENANT_ONLY) has no console database: it serves no staff pages.
 if not settings.FLOWS_TENANT_ONLY:
     urlpatterns += [

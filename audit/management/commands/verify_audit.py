@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime, time
 from pathlib import Path
 
 from audit import verification
+from audit.services import record_verification
 from clients.selectors import get_client
 from config.commands import FlowsCommand, Result, UsageError, printable
 from config.errors import FlowsError, InvalidInput
@@ -43,6 +44,8 @@ class Command(FlowsCommand):
         "per problem with the event id, every edited, deleted, inserted, reordered or forged event and every broken "
         "link. With --checkpoints, also compare with signed checkpoints (audit_checkpoint's stream), which catches a "
         "chain rewritten consistently. With --file, verify an export (export_audit --format jsonl) offline. "
+        "A run over the database is recorded as an audit.verified event (its result, for /metrics), unless "
+        "the --checkpoints stream has lines that are no trusted checkpoint. "
         "Exit 0 when intact, 1 otherwise. See docs/audit.md."
     )
     example = "manage.py verify_audit --client acme --since 2026-11-01 --checkpoints /var/lib/flows/checkpoints.jsonl"
@@ -79,19 +82,32 @@ class Command(FlowsCommand):
             with open_text(options["file"], "--file") as lines:
                 summary = verification.verify_export(lines, emit=emit)
         else:
-            client_id = get_client(options["client"]).pk if options["client"] else None
+            client = get_client(options["client"]) if options["client"] else None
             checkpoints = None
             if options["checkpoints"]:
                 with open_text(options["checkpoints"], "--checkpoints") as lines:
                     checkpoints = verification.read_checkpoints(lines, emit=emit)
+            stream_problems = sum(counts.values())  # lines of the given stream that are no trusted checkpoint
             summary = verification.verify_database(
-                client_id=client_id,
+                client_id=client.pk if client is not None else None,
                 since=since,
                 checkpoints=checkpoints,
                 resume=options["resume"],
                 emit=emit,
                 progress=lambda done: self.progress(done, label="events verified"),
             )
+            # The result of a run over the database goes into the trail: /metrics reports the last one.
+            # Not when the stream given had lines that are no trusted checkpoint: that result says
+            # more of the file than of the trail, and refused input changes nothing.
+            if not stream_problems:
+                record_verification(
+                    actor=self.actor,
+                    client=client,
+                    since=since,
+                    resume=options["resume"],
+                    summary=summary,
+                    problems=counts,
+                )
         data = {
             "chains": summary.chains,
             "events": summary.events,

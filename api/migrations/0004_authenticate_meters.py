@@ -1,5 +1,5 @@
-"""`api_authenticate` also counts the request in `api_usage` (as `2xx`, or `4xx` when the rate limit
-refuses it), so a successful request's tenant transaction only reads: one round trip and one
+"""`api_authenticate` also counts the request in `api_usage` (as `2xx`, or as `4xx` and
+`rate_limited` when the rate limit refuses it), so a successful request's tenant transaction only reads: one round trip and one
 write-ahead-log flush fewer per request (docs/performance.md, "Tenant API"). A request that ends
 in an error moves its count to its class afterwards (`api.metering.reclassify`).
 
@@ -72,10 +72,13 @@ BEGIN
     RETURNING w.used INTO used;
     the_limit := coalesce(k.rate_limit, p_default_limit);
     -- The request's usage counter: 2xx until the request says otherwise, 4xx when refused here.
-    INSERT INTO public.api_usage AS u (client_id, day, api_key_id, application_id, endpoint, status_class, count)
+    -- A refusal is also counted in rate_limited, which /metrics reads (docs/monitoring.md).
+    INSERT INTO public.api_usage AS u
+           (client_id, day, api_key_id, application_id, endpoint, status_class, count, rate_limited)
     VALUES (k.client_id, day, k.id, k.application_id, left(coalesce(p_endpoint, ''), 64),
-            CASE WHEN used > the_limit THEN '4xx' ELSE '2xx' END, 1)
-    ON CONFLICT ON CONSTRAINT api_usage_counter DO UPDATE SET count = u.count + 1;
+            CASE WHEN used > the_limit THEN '4xx' ELSE '2xx' END, 1, CASE WHEN used > the_limit THEN 1 ELSE 0 END)
+    ON CONFLICT ON CONSTRAINT api_usage_counter
+    DO UPDATE SET count = u.count + 1, rate_limited = u.rate_limited + excluded.rate_limited;
     RETURN QUERY SELECT k.client_id, k.application_id, k.scopes, k.id, k.prefix::text, the_limit, used,
                         greatest(1, ceil(extract(epoch FROM (window_now + interval '1 minute' - now()))))::integer,
                         day;
@@ -88,7 +91,7 @@ DROP = "DROP FUNCTION IF EXISTS public.api_authenticate(text, text, integer, tex
 
 
 class Migration(migrations.Migration):
-    dependencies = [("api", "0002_authenticate_function")]
+    dependencies = [("api", "0003_usage_rate_limited")]
 
     # The reverse drops this function and restores the previous one from its migration's text.
     operations = [migrations.RunSQL(CREATE, DROP)]
