@@ -36,7 +36,7 @@ from audit import keys as audit_keys
 from audit.services import GENESIS_HASH, record
 from audit.verification import ChainWalker
 from clients.models import Client
-from config.errors import InvalidInput, Refused
+from config.errors import InvalidInput, Refused, excerpt
 from vault import keyring
 from vault.errors import VaultError
 from vault.keys import ClientKeys, data_key_context, unwrap, wrap
@@ -210,14 +210,21 @@ def write_backup(*, actor, client: Client, out: IO[bytes]) -> BackupSummary:
 
 
 def backup_to_file(*, actor, client: Client, path: Path) -> BackupSummary:
-    """Write the backup next to `path` under a temporary name, fsync it, then rename: never a partial file."""
-    if path.exists():
-        raise Refused(f"{path} exists: choose a new name (a backup never overwrites a file).", code="file_exists")
-    directory = path.parent if str(path.parent) else Path(".")
-    if not directory.is_dir():
-        raise InvalidInput(f"No directory {directory} to write the backup into.", code="no_directory")
-    temporary = directory / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    """Write the backup next to `path` under a temporary name, fsync it, then rename: never a partial file.
+
+    The temporary file is created before the backup is recorded: a path that cannot be written is
+    refused with nothing on record.
+    """
+    temporary = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        if path.exists():
+            raise Refused(
+                f"{excerpt(path, limit=300)} exists: choose a new name (a backup never overwrites a file).",
+                code="file_exists",
+            )
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as error:
+        raise InvalidInput(f"Cannot create {excerpt(path, limit=300)}: {error.strerror}.", code="unwritable") from None
     try:
         with os.fdopen(descriptor, "wb") as out:
             summary = write_backup(actor=actor, client=client, out=out)
@@ -294,8 +301,12 @@ def _documents(path: Path) -> Iterator[tuple[int, bytes, dict]]:
 def read_backup(path: Path) -> Backup:
     """Check the file before anything else: format and version, checksum, counts. Streams; keeps the small rows
     restore checks up front (data keys, chain heads)."""
-    if not path.is_file():
-        raise InvalidInput(f"No backup file {path}.", code="no_file")
+    try:
+        readable = path.is_file()
+    except OSError:
+        readable = False
+    if not readable:
+        raise InvalidInput(f"No backup file {excerpt(path, limit=300)}.", code="no_file")
     digest = hashlib.sha256()
     counts: dict[str, int] = {}
     header = trailer = None

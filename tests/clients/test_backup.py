@@ -26,7 +26,7 @@ from clients.tenancy import tenant_context
 from invitations import services as invitation_services
 from invitations import tokens
 from invitations.services import Invitee
-from tests.conftest import connect_as_superuser
+from tests.conftest import connect_as, connect_as_superuser
 from vault import keyring
 from vault import services as vault_services
 
@@ -520,3 +520,21 @@ def test_verify_knows_the_backup_roles_exact_grants(committed):
             [settings.BACKUP_ROLE],
         ).fetchone()
     assert attributes == (True, True, False, False)
+
+
+def test_only_the_owner_may_keep_an_events_time_not_a_runtime_role_that_sets_the_flag(acme):
+    """audit/migrations/0006: `flows.audit_restore` is any role's to set; the trigger also wants the table's owner."""
+    with connect_as(settings.CONSOLE_DB_ALIAS) as connection:
+        connection.execute("SELECT set_config('flows.audit_restore', 'on', true)")
+        seq, hash_ = connection.execute(
+            "SELECT seq, hash FROM audit_chainhead WHERE client_id = %s", [acme.pk]
+        ).fetchone()
+        backdated = connection.execute(
+            "INSERT INTO audit_auditevent (occurred_at, client_id, client_code, actor_type, actor_id, actor_label,"
+            " action, target_type, target_id, target_label, changes, user_agent, request_id, chain, seq, prev_hash,"
+            " hash, key_id, mac) VALUES ('2000-01-01T00:00:00Z', %s, 'acme', 'system', '', '', 'client.updated', '',"
+            " '', '', '{}', '', '', %s, %s, %s, %s, 'k1', %s) RETURNING occurred_at = now()",
+            [acme.pk, str(acme.pk), seq + 1, hash_, "f" * 64, "0" * 64],
+        ).fetchone()[0]
+        connection.rollback()
+    assert backdated is True  # the database's time, not the caller's

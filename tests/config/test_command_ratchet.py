@@ -100,6 +100,8 @@ class World:
             "username": f"{self.client}-new-staff",
             "email": "staff@thepia.net",
             "role": "Support",
+            "output": "ratchet.flowsbak",  # backup_client, in the test's own directory
+            "file": "no-such-backup.flowsbak",  # restore_client: refused early, nothing restored
         }
 
 
