@@ -19,6 +19,7 @@ from psycopg import sql
 
 from api.auth import ApiPrincipal
 from api.metering import record_usage
+from audit.services import create_checkpoints
 from clients import backup, dbroles
 from clients import services as client_services
 from clients.models import Client
@@ -81,6 +82,7 @@ def acme(committed, make_client):
     with tenant_context(client):
         for status in (200, 200, 404):
             record_usage(actor=principal, endpoint="invitations.validate", status=status)
+    create_checkpoints(actor=None, client=client)  # a signed checkpoint of acme's chain, restored verbatim too
     return client
 
 
@@ -162,6 +164,7 @@ def test_backup_is_one_self_describing_checksummed_file_and_needs_no_master_key(
     assert counts["clients.Client"] == 1 and counts["clients.Application"] == 2 and counts["clients.ApiKey"] == 2
     assert counts["invitations.Invitation"] == 3 and counts["vault.Secret"] == 2 and counts["vault.SecretAccess"] >= 4
     assert counts["audit.AuditEvent"] > 10 and counts["audit.ChainHead"] == 1 and counts["api.Usage"] == 2
+    assert counts["audit.Checkpoint"] == 1
     # Only acme's rows; values as stored: the secret's ciphertext, never its text.
     assert {row["r"].get("client_id", row["r"].get("id")) for row in rows} == {str(acme.pk)}
     assert TEXT_VALUE.encode() not in path.read_bytes()
@@ -209,6 +212,7 @@ def test_restoring_under_a_new_code_rekeys_the_client(acme, acme_backup, manage)
     assert run.json["not_restored"] == {
         "clients.ApiKey": 2,
         "audit.ChainHead": 1,
+        "audit.Checkpoint": 1,
         "audit.AuditEvent": len(before["audit.AuditEvent"]),  # the file holds the backup's own event
     }
     # Secrets decrypt under the new client (new ids, new associated data), the original is untouched.
