@@ -9,6 +9,8 @@ KNOWN_ACTIONS = [
     "client.deactivated",
     "client.reactivated",
     "client.erased",
+    "client.backed_up",
+    "client.restored",
     "application.created",
     "application.updated",
     "api_key.created",

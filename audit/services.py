@@ -164,9 +164,13 @@ def record(
     target_id: str = "",
     target_label: str = "",
     changes: dict[str, Any] | None = None,
+    using: str | None = None,
 ) -> AuditEvent:
-    """Write one audit event in the caller's transaction; raises if there is none (event and change go together)."""
-    using = router.db_for_write(AuditEvent)
+    """Write one audit event in the caller's transaction; raises if there is none (event and change go together).
+
+    `using` names the connection of that transaction when it is not the router's (restore_client runs as the owner).
+    """
+    using = using or router.db_for_write(AuditEvent)
     if not connections[using].in_atomic_block:
         raise RuntimeError("audit.record() must run inside the transaction of the change it records")
     if target is not None:

@@ -141,7 +141,33 @@ def _roles() -> dict[str, str]:
     return {
         settings.CONSOLE_ROLE: databases[settings.CONSOLE_DB_ALIAS].get("PASSWORD", ""),
         settings.APP_ROLE: databases[settings.TENANT_DB_ALIAS].get("PASSWORD", ""),
+        settings.BACKUP_ROLE: _backup_password(),
     }
+
+
+# --- The backup role -----------------------------------------------------------------------------
+#
+# `pg_dump` as the owner fails on tables under FORCE ROW LEVEL SECURITY, and with
+# --enable-row-security dumps them empty. Full dumps run as this role instead: LOGIN, BYPASSRLS
+# (only a superuser can give it: `harden()` does, with DATABASE_SUPERUSER_URL), and exactly
+# BACKUP_PRIVILEGES on every table and sequence of our schema, nothing else; its sessions are
+# read-only by default. verify() reports anything more; backup_problems() what a dump would miss.
+BACKUP_PRIVILEGES = "SELECT"
+
+
+def _backup_password() -> str:
+    if settings.DATABASE_BACKUP_URL:
+        import environ  # noqa: PLC0415
+
+        return environ.Env.db_url_config(settings.DATABASE_BACKUP_URL).get("PASSWORD", "")
+    return settings.FLOWS_BACKUP_PASSWORD
+
+
+def _ensure_backup_grants(cursor) -> None:
+    role = sql.Identifier(settings.BACKUP_ROLE)
+    cursor.execute(sql.SQL("REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {}").format(role))
+    cursor.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {}").format(role))
+    cursor.execute(sql.SQL("GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO {}").format(role))
 
 
 def on_post_migrate(sender, using=DEFAULT_DB_ALIAS, **kwargs):
@@ -181,6 +207,7 @@ def apply(*, using: str = DEFAULT_DB_ALIAS) -> None:
                             sql.SQL(privileges), sql.Identifier(table), sql.Identifier(role)
                         )
                     )
+        _ensure_backup_grants(cursor)
         _ensure_function_grants(cursor)
         definer_tables = {table_name(label) for label in DEFINER_TABLES}
         for model in tenant_models():
@@ -199,11 +226,17 @@ def apply(*, using: str = DEFAULT_DB_ALIAS) -> None:
 ROLE_SETTINGS: dict[str, dict[str, str]] = {
     "console": {"lock_timeout": "15s"},
     "app": {"idle_in_transaction_session_timeout": "60s"},
+    # A dump only reads: a session of the backup role cannot write even where a grant slipped through.
+    "backup": {"default_transaction_read_only": "on"},
 }
 
 
 def _role_settings() -> dict[str, dict[str, str]]:
-    return {settings.CONSOLE_ROLE: ROLE_SETTINGS["console"], settings.APP_ROLE: ROLE_SETTINGS["app"]}
+    return {
+        settings.CONSOLE_ROLE: ROLE_SETTINGS["console"],
+        settings.APP_ROLE: ROLE_SETTINGS["app"],
+        settings.BACKUP_ROLE: ROLE_SETTINGS["backup"],
+    }
 
 
 def _ensure_role_settings(cursor, role: str) -> None:
@@ -340,6 +373,9 @@ def harden(superuser_url: str, *, database: str) -> list[str]:
         for view in HARDENED_VIEWS:
             cursor.execute(sql.SQL("REVOKE SELECT ON pg_catalog.{} FROM PUBLIC").format(sql.Identifier(view)))
         done.append(f"revoked from PUBLIC: SELECT on {', '.join(HARDENED_VIEWS)}")
+        # Only a superuser may give BYPASSRLS: the backup role's dumps see every client's rows.
+        cursor.execute(sql.SQL("ALTER ROLE {} BYPASSRLS").format(sql.Identifier(settings.BACKUP_ROLE)))
+        done.append(f"role {settings.BACKUP_ROLE}: BYPASSRLS (complete dumps)")
         cursor.execute(
             "SELECT datname FROM pg_database WHERE datname <> current_database() AND datallowconn"
             " AND (datname IN ('postgres', 'template1') OR datdba = (SELECT oid FROM pg_roles WHERE rolname = %s))",
@@ -413,6 +449,7 @@ def verify(*, using: str = settings.CONSOLE_DB_ALIAS) -> list[str]:
             *_verify_roles(cursor),
             *_verify_role_settings(cursor),
             *_verify_privileges(cursor),
+            *_verify_backup_role(cursor),
             *_verify_functions(cursor),
             *_verify_rule_triggers(cursor),
             *_verify_tenant_coverage(cursor),
@@ -444,7 +481,11 @@ def _verify_role_settings(cursor) -> list[str]:
             if database:
                 problems.append(f"role {role} has a per-database setting {name} (run migrate)")
             found[role][name] = value
+    cursor.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", [list(_role_settings())])
+    existing = {row[0] for row in cursor.fetchall()}
     for role, expected in _role_settings().items():
+        if role not in existing:
+            continue  # a missing role is reported by _verify_roles, or for the backup role by backup_problems()
         if found[role] != expected:
             problems.append(f"role {role} has settings {found[role]}, expected {expected} (run migrate)")
     return problems
@@ -541,6 +582,83 @@ def _verify_privileges(cursor) -> list[str]:
                     )
                 if missing:
                     problems.append(f"role {role} lacks {privilege} on {table} ({', '.join(sorted(missing))})")
+    return problems
+
+
+def _backup_privileges(cursor) -> tuple[dict[str, set[str]], dict[str, set[str]], dict[str, set[str]]]:
+    """The backup role's table privileges, column-only privileges and sequence privileges, per relation."""
+    tables, columns = _actual_privileges(cursor, settings.BACKUP_ROLE)
+    cursor.execute(
+        "SELECT c.relname, has_sequence_privilege(%(role)s, c.oid, 'SELECT'), has_sequence_privilege(%(role)s, c.oid, "
+        "'USAGE'), has_sequence_privilege(%(role)s, c.oid, 'UPDATE') FROM pg_class c "
+        "WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'S'",
+        {"role": settings.BACKUP_ROLE},
+    )
+    sequences = {
+        name: {p for p, held in zip(("SELECT", "USAGE", "UPDATE"), flags, strict=True) if held}
+        for name, *flags in cursor.fetchall()
+    }
+    return tables, {table: set(held) for table, held in columns.items()}, sequences
+
+
+def _backup_role_attributes(cursor) -> dict[str, bool] | None:
+    cursor.execute(
+        "SELECT rolsuper, rolbypassrls, rolcreaterole, rolcreatedb, rolreplication, rolcanlogin"
+        " FROM pg_roles WHERE rolname = %s",
+        [settings.BACKUP_ROLE],
+    )
+    row = cursor.fetchone()
+    names = ("SUPERUSER", "BYPASSRLS", "CREATEROLE", "CREATEDB", "REPLICATION", "LOGIN")
+    return None if row is None else dict(zip(names, row, strict=True))
+
+
+def _verify_backup_role(cursor) -> list[str]:
+    """The backup role holds nothing beyond SELECT on our tables and sequences, and no attribute beyond BYPASSRLS."""
+    role = settings.BACKUP_ROLE
+    attributes = _backup_role_attributes(cursor)
+    if attributes is None:
+        return []  # backup_problems() warns: dumps would be incomplete, nothing is exposed
+    problems = [
+        f"role {role} has {flag}" for flag in ("SUPERUSER", "CREATEROLE", "CREATEDB", "REPLICATION") if attributes[flag]
+    ]
+    tables, columns, sequences = _backup_privileges(cursor)
+    allowed = {BACKUP_PRIVILEGES}
+    for table in sorted(tables):
+        problems += [f"role {role} has {p} on {table}, which is not declared" for p in sorted(tables[table] - allowed)]
+    for table in sorted(columns):
+        extra = sorted(columns[table] - allowed)
+        problems += [f"role {role} has {p} on columns of {table}, which is not declared" for p in extra]
+    for sequence in sorted(sequences):
+        problems += [
+            f"role {role} has {p} on sequence {sequence}, which is not declared"
+            for p in sorted(sequences[sequence] - allowed)
+        ]
+    return problems
+
+
+def backup_problems(*, using: str = settings.CONSOLE_DB_ALIAS) -> list[str]:
+    """Why a `pg_dump` as the backup role would be incomplete, one line each (health_check's warnings)."""
+    role = settings.BACKUP_ROLE
+    with connections[using].cursor() as cursor:
+        attributes = _backup_role_attributes(cursor)
+        if attributes is None:
+            return [f"role {role} does not exist: no complete pg_dump is possible (run migrate; docs/operations.md)"]
+        problems = []
+        if not attributes["LOGIN"]:
+            problems.append(f"role {role} cannot log in (run migrate)")
+        if not attributes["BYPASSRLS"] and not attributes["SUPERUSER"]:
+            problems.append(
+                f"role {role} lacks BYPASSRLS: a pg_dump as it would hold every tenant table empty"
+                f" (as a superuser: ALTER ROLE {role} BYPASSRLS)"
+            )
+        tables, _columns, sequences = _backup_privileges(cursor)
+        unreadable = sorted(table for table, held in tables.items() if "SELECT" not in held)
+        unreadable += sorted(sequence for sequence, held in sequences.items() if "SELECT" not in held)
+        if unreadable:
+            problems.append(
+                f"role {role} lacks SELECT on {len(unreadable)} table(s) or sequence(s), a pg_dump as it fails:"
+                f" {', '.join(unreadable[:5])} (run migrate)"
+            )
     return problems
 
 

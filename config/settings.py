@@ -96,6 +96,11 @@ CONSOLE_DB_ALIAS = "console"
 TENANT_DB_ALIAS = "tenant"
 CONSOLE_ROLE = env.str("FLOWS_CONSOLE_ROLE", default="flows_console")
 APP_ROLE = env.str("FLOWS_APP_ROLE", default="flows_app")
+# The read-only role full dumps run as (BYPASSRLS, SELECT only; docs/operations.md). No alias uses it:
+# `migrate` creates it with the password of DATABASE_BACKUP_URL, else FLOWS_BACKUP_PASSWORD.
+BACKUP_ROLE = env.str("FLOWS_BACKUP_ROLE", default="flows_backup")
+DATABASE_BACKUP_URL = env.str("DATABASE_BACKUP_URL", default="")
+FLOWS_BACKUP_PASSWORD = env.str("FLOWS_BACKUP_PASSWORD", default="")
 
 _pool_size = env.int("DB_POOL_MAX_SIZE", default=0)
 _runtime_options = {"pool": {"min_size": 1, "max_size": _pool_size}} if _pool_size else {}

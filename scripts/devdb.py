@@ -188,7 +188,9 @@ def ensure() -> None:
     DEVDB.mkdir(exist_ok=True)
     env = read_env()
     env.setdefault("PG_PORT", str(free_port()))
-    for key in ("PG_SUPERUSER_PASSWORD", "FLOWS_OWNER_PASSWORD", "FLOWS_CONSOLE_PASSWORD", "FLOWS_APP_PASSWORD"):
+    passwords = ("PG_SUPERUSER_PASSWORD", "FLOWS_OWNER_PASSWORD", "FLOWS_CONSOLE_PASSWORD", "FLOWS_APP_PASSWORD")
+    # FLOWS_BACKUP_PASSWORD: the read-only role full dumps run as (docs/operations.md).
+    for key in (*passwords, "FLOWS_BACKUP_PASSWORD"):
         env.setdefault(key, secrets.token_urlsafe(24))
     env.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
     env.setdefault("DEBUG", "true")

@@ -101,6 +101,8 @@ class World:
             "email": "staff@thepia.net",
             "role": "Support",
             "csv": "-",  # create_invitations reads the ratchet's stdin
+            "output": "ratchet.flowsbak",  # backup_client, in the test's own directory
+            "file": "no-such-backup.flowsbak",  # restore_client: refused early, nothing restored
         }
 
 

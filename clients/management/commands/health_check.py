@@ -36,7 +36,8 @@ class Command(FlowsCommand):
     help = (
         "Verify the databases, roles, grants, row level security, the hardening of PostgreSQL's built-ins and "
         "migrations. Exit 1 with one FAIL line per problem. A hardening step that could not be applied (no "
-        "superuser at set-up) is a WARN line, and a problem with --strict; docs/tenancy.md has the DBA's runbook."
+        "superuser at set-up) is a WARN line, and a problem with --strict, as is a backup role a complete pg_dump "
+        "cannot run as; docs/tenancy.md and docs/operations.md have the DBA's runbooks."
     )
     example = "manage.py health_check --json"
 
@@ -53,7 +54,11 @@ class Command(FlowsCommand):
             warnings = dbroles.verify_hardening()
             if not warnings:
                 checks.append("hardening: the tenant role has none of the built-ins it does not need")
-            elif options["strict"]:
+            if backup := dbroles.backup_problems():
+                warnings += backup
+            else:
+                checks.append(f"backup role: {settings.BACKUP_ROLE} can dump every row (BYPASSRLS, SELECT on all)")
+            if warnings and options["strict"]:
                 problems, warnings = problems + warnings, []
         if not self.as_json:
             for warning in warnings:

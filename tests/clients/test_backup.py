@@ -1,0 +1,544 @@
+"""backup_client / restore_client, and full dumps as the backup role: the doors operators use, on real PostgreSQL."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, connections
+from psycopg import sql
+
+from api.auth import ApiPrincipal
+from api.metering import record_usage
+from audit.services import create_checkpoints
+from clients import backup, dbroles
+from clients import services as client_services
+from clients.models import Client
+from clients.tenancy import tenant_context
+from invitations import services as invitation_services
+from invitations import tokens
+from invitations.services import Invitee
+from tests.conftest import connect_as, connect_as_superuser
+from vault import keyring
+from vault import services as vault_services
+
+ROOT = Path(__file__).resolve().parents[2]
+TEXT_VALUE = "xoxb-slack-token-1234"
+BINARY_VALUE = bytes(range(256)) * 3
+
+
+@pytest.fixture
+def acme(committed, make_client):
+    """acme with every kind of data: applications, API keys (one revoked), invitations pending, accepted and
+    revoked, a text and a binary secret with a reveal and a use, usage counters, and the audit chain of all that."""
+    vault_services.rotate_signing_key(actor=None)
+    tokens.public_keys.clear()
+    client = make_client("acme", tier="pro")
+    make_client("globex", tier="pro")  # a neighbour, never in acme's backup
+    onboarding = client_services.configure_application(
+        actor=None, client=client, app_code="onboarding", configuration={"locale": "de-CH"}
+    )
+    client_services.configure_application(actor=None, client=client, app_code="offboarding", features=[])
+    key, _ = client_services.create_api_key(
+        actor=None, client=client, name="ci", scopes=["configuration:read"], application=onboarding
+    )
+    revoked_key, _ = client_services.create_api_key(actor=None, client=client, name="old", scopes=["invitations:read"])
+    client_services.revoke_api_key(actor=None, api_key=revoked_key)
+    text = vault_services.set_secret(
+        actor=None, client=client, provider="slack", secret_type="api_key", value=TEXT_VALUE, tags=["chat"]
+    )
+    vault_services.set_secret(actor=None, client=client, provider="okta", secret_type="certificate", value=BINARY_VALUE)
+    vault_services.reveal_secret(actor=None, secret=text, reason="ticket 1")
+    vault_services.use_secret(actor=None, secret=text)
+
+    def issue(name, email, **options):
+        return invitation_services.issue_invitation(
+            actor=None,
+            client=client,
+            application=onboarding,
+            invitee=Invitee(name, email),
+            expires_in=timedelta(days=7),
+            **options,
+        )
+
+    issue("Ada", "ada@acme.example")
+    _, token = issue("Grace", "grace@acme.example")
+    invitation_services.redeem_invitation(actor=None, token=token)
+    revoked, _ = issue("Mallory", "mallory@acme.example")
+    invitation_services.revoke_invitation(actor=None, invitation=revoked, reason="sent by mistake")
+    principal = ApiPrincipal(
+        client_id=client.pk, application_id=onboarding.pk, scopes=frozenset(), key_id=key.pk, prefix=key.prefix,
+        rate=None,
+    )  # fmt: skip
+    with tenant_context(client):
+        for status in (200, 200, 404):
+            record_usage(actor=principal, endpoint="invitations.validate", status=status)
+    create_checkpoints(actor=None, client=client)  # a signed checkpoint of acme's chain, restored verbatim too
+    return client
+
+
+def superuser_rows(database: str | None, client_id, *, skip_serial: bool = True) -> dict[str, list]:
+    """Every backed-up table's rows of the client, as the superuser sees them (RLS does not apply), sorted."""
+    rows = {}
+    config = connections[DEFAULT_DB_ALIAS].settings_dict
+    import environ
+    import psycopg
+
+    superuser = environ.Env.db_url_config(settings.DATABASE_SUPERUSER_URL)
+    with psycopg.connect(
+        host=superuser["HOST"], port=superuser["PORT"], user=superuser["USER"], password=superuser["PASSWORD"],
+        dbname=database or config["NAME"], autocommit=True,
+    ) as connection:  # fmt: skip
+        for model in backup.backed_up_models():
+            columns = [
+                field.column
+                for field in model._meta.concrete_fields
+                if not (skip_serial and field.primary_key and field.get_internal_type() == "BigAutoField")
+            ]
+            query = sql.SQL("SELECT {} FROM {} WHERE {} = %s").format(
+                sql.SQL(", ").join(map(sql.Identifier, columns)),
+                sql.Identifier(model._meta.db_table),
+                sql.Identifier(model._meta.get_field(model.tenant_key).column),
+            )
+            found = connection.execute(query, [str(client_id)]).fetchall()
+            rows[model._meta.label] = sorted(map(repr, found))
+    return rows
+
+
+def read_lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_bytes().splitlines()]
+
+
+def rewrite(path: Path, documents: list[dict]) -> None:
+    """Write `documents` back with a correct checksum: a consistent forgery, not a damaged file."""
+    body = b"".join(backup._line(document) for document in documents if "trailer" not in document)
+    trailer = documents[-1]["trailer"] | {"sha256": hashlib.sha256(body).hexdigest()}
+    path.write_bytes(body + backup._line({"trailer": trailer}))
+
+
+# --- The invariant --------------------------------------------------------------------------------
+
+
+def test_every_tenant_table_is_backed_up_or_left_out_with_a_reason():
+    tenant = {model._meta.label for model in dbroles.tenant_models()}
+    covered = set(backup.BACKED_UP) | set(backup.NOT_BACKED_UP)
+    assert tenant - covered == set(), "a tenant table is not covered by backup_client: add it to clients/backup.py"
+    assert covered - tenant == set()
+    assert not set(backup.BACKED_UP) & set(backup.NOT_BACKED_UP)
+    assert all(reason.strip() for reason in backup.NOT_BACKED_UP.values())
+
+
+# --- Backup ---------------------------------------------------------------------------------------
+
+
+def test_backup_is_one_self_describing_checksummed_file_and_needs_no_master_key(acme, manage, tmp_path, monkeypatch):
+    def no_master_keys():
+        raise AssertionError("a backup must never need the master keys")
+
+    monkeypatch.setattr(keyring, "load", no_master_keys)
+    path = tmp_path / "acme.flowsbak"
+    run = manage("backup_client", "acme", "--output", str(path), "--json")
+    assert run.code == 0, run.err
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
+    documents = read_lines(path)
+    header, trailer = documents[0], documents[-1]["trailer"]
+    assert header["format"] == "flows-client-backup" and header["version"] == 1
+    assert header["client"] == {"id": str(acme.pk), "code": "acme"}
+    assert header["keys"]["master"] == [keyring._load(settings.FLOWS_MASTER_KEYS, "").primary.id]
+    assert header["installation"]["migrations"]["audit"] == "0006_owner_restore_keeps_time"
+    body = path.read_bytes().rsplit(b"\n", 2)[0] + b"\n"
+    assert hashlib.sha256(body).hexdigest() == trailer["sha256"] == run.json["sha256"]
+    rows = documents[1:-1]
+    counts = {label: sum(1 for row in rows if row["t"] == label) for label in backup.BACKED_UP}
+    assert counts == trailer["counts"] == run.json["rows"]
+    assert counts["clients.Client"] == 1 and counts["clients.Application"] == 2 and counts["clients.ApiKey"] == 2
+    assert counts["invitations.Invitation"] == 3 and counts["vault.Secret"] == 2 and counts["vault.SecretAccess"] >= 4
+    assert counts["audit.AuditEvent"] > 10 and counts["audit.ChainHead"] == 1 and counts["api.Usage"] == 2
+    assert counts["audit.Checkpoint"] == 1
+    # Only acme's rows; values as stored: the secret's ciphertext, never its text.
+    assert {row["r"].get("client_id", row["r"].get("id")) for row in rows} == {str(acme.pk)}
+    assert TEXT_VALUE.encode() not in path.read_bytes()
+    assert base64.b64encode(TEXT_VALUE.encode()) not in path.read_bytes()
+    events = [row["r"] for row in rows if row["t"] == "audit.AuditEvent"]
+    assert events[-1]["action"] == "client.backed_up"  # the backup is on record, and in its own file
+
+
+def test_backup_streams_to_stdout_and_never_overwrites_a_file(acme, manage, tmp_path):
+    existing = tmp_path / "exists.flowsbak"
+    existing.write_text("keep me")
+    run = manage("backup_client", "acme", "--output", str(existing))
+    assert run.code == 1 and "exists" in run.err and existing.read_text() == "keep me"
+    assert manage("backup_client", "acme", "--output", "-", "--json").code == 2
+    run = manage("backup_client", "acme", "--output", "-")
+    assert run.code == 0
+    assert run.out.startswith('{"client":') and '"trailer"' in run.out.splitlines()[-1]
+
+
+# --- Restore into the same installation -------------------------------------------------------------
+
+
+@pytest.fixture
+def acme_backup(acme, manage, tmp_path) -> Path:
+    path = tmp_path / "acme.flowsbak"
+    assert manage("backup_client", "acme", "--output", str(path)).code == 0
+    return path
+
+
+def test_restoring_over_an_existing_client_is_refused(acme_backup, manage):
+    run = manage("restore_client", str(acme_backup), "--json")
+    assert run.code == 1
+    assert run.json["error"]["code"] == "client_exists"
+    assert "--as-code" in run.json["error"]["message"]
+
+
+def test_restoring_under_a_new_code_rekeys_the_client(acme, acme_backup, manage):
+    before = superuser_rows(None, acme.pk)
+    run = manage(
+        "restore_client", str(acme_backup), "--as-code", "acme-copy", "--domain", "acme-copy.thepia.net", "--json"
+    )
+    assert run.code == 0, run.out + run.err
+    copy = Client.objects.get(code="acme-copy")
+    assert str(copy.pk) == run.json["client_id"] != str(acme.pk)
+    assert run.json["not_restored"] == {
+        "clients.ApiKey": 2,
+        "audit.ChainHead": 1,
+        "audit.Checkpoint": 1,
+        "audit.AuditEvent": len(before["audit.AuditEvent"]),  # the file holds the backup's own event
+    }
+    # Secrets decrypt under the new client (new ids, new associated data), the original is untouched.
+    assert (
+        manage("reveal_secret", "acme-copy", "slack-api_key", "--reason", "drill", "--json").json["value"] == TEXT_VALUE
+    )
+    assert manage("reveal_secret", "acme-copy", "okta-certificate", "--reason", "drill", "--base64").out.strip() == (
+        base64.b64encode(BINARY_VALUE).decode()
+    )
+    assert manage("reveal_secret", "acme", "slack-api_key", "--reason", "still there", "--json").json["value"] == (
+        TEXT_VALUE
+    )
+    statuses = sorted(copy.invitations.values_list("status", flat=True))
+    assert statuses == ["accepted", "revoked", "revoked"]  # the pending one's token names the old client
+    assert not copy.api_keys.exists()
+    run = manage("verify_audit", "--json")
+    assert run.code == 0, run.out
+    restored = manage("client_status", "acme-copy", "--json").json
+    assert restored["client"]["code"] == "acme-copy"
+    assert dbroles.verify() == []  # FORCE ROW LEVEL SECURITY is back on every table
+
+
+def test_a_restore_failing_on_its_last_table_leaves_nothing(acme, acme_backup, manage, monkeypatch):
+    before = {label: len(rows) for label, rows in superuser_rows(None, acme.pk).items()}
+    clients_before = Client.objects.count()
+    real_insert = backup._insert_table
+
+    def fail_on_the_last_table(cursor, connection, model, names, rows):
+        if model._meta.label == backup.BACKED_UP[-1]:
+            raise RuntimeError("killed half-way")
+        return real_insert(cursor, connection, model, names, rows)
+
+    monkeypatch.setattr(backup, "_insert_table", fail_on_the_last_table)
+    run = manage("restore_client", str(acme_backup), "--as-code", "acme-copy", "--domain", "acme-copy.thepia.net")
+    assert run.code == 1 and "internal error" in run.err
+    assert Client.objects.count() == clients_before
+    assert {label: len(rows) for label, rows in superuser_rows(None, acme.pk).items()} == before
+    with connect_as_superuser() as connection:
+        for table in ("clients_application", "vault_secret", "vault_datakey", "invitations_invitation"):
+            count = connection.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()[0]
+            client_count = connection.execute(
+                sql.SQL("SELECT count(DISTINCT client_id) FROM {}").format(sql.Identifier(table))
+            ).fetchone()[0]
+            assert client_count <= 2, (table, count)  # acme and globex only
+    assert dbroles.verify() == []
+
+
+def test_dry_run_checks_everything_and_changes_nothing(acme_backup, manage):
+    clients_before = Client.objects.count()
+    run = manage("restore_client", str(acme_backup), "--as-code", "acme-copy", "--domain", "acme-copy.thepia.net",
+                 "--dry-run", "--json")  # fmt: skip
+    assert run.code == 0, run.out
+    assert run.json["dry_run"] is True and run.json["rows"]["vault.Secret"] == 2
+    assert Client.objects.count() == clients_before
+    assert dbroles.verify() == []
+
+
+def test_a_damaged_or_foreign_file_is_refused_before_anything(acme_backup, manage, tmp_path):
+    data = acme_backup.read_bytes()
+    damaged = tmp_path / "damaged.flowsbak"
+    damaged.write_bytes(data.replace(b'"legal_name":"Acme Ltd"', b'"legal_name":"Acme Inc"'))
+    run = manage("restore_client", str(damaged), "--as-code", "x-acme", "--json")
+    assert run.json["error"]["code"] == "bad_backup" and "SHA-256" in run.json["error"]["message"]
+    damaged.write_bytes(data[: len(data) // 2])
+    assert manage("restore_client", str(damaged), "--as-code", "x-acme", "--json").json["error"]["code"] == "bad_backup"
+    damaged.write_bytes(data.replace(b'"version":1', b'"version":2', 1))
+    assert manage("restore_client", str(damaged), "--json").json["error"]["code"] == "bad_backup_version"
+    damaged.write_bytes(b"not a backup\n")
+    assert manage("restore_client", str(damaged), "--json").json["error"]["code"] == "bad_backup"
+    assert manage("restore_client", str(tmp_path / "missing"), "--json").json["error"]["code"] == "no_file"
+    assert manage("restore_client", str(acme_backup), "--as-code", "Not A Code!").code == 2
+    assert manage("restore_client", str(acme_backup), "--domain", "x.example").code == 2
+
+
+def test_a_missing_master_key_is_refused_naming_the_key(acme_backup, manage, settings):
+    needed = read_lines(acme_backup)[0]["keys"]["master"][0]
+    settings.FLOWS_MASTER_KEYS = f"other1:{base64.b64encode(os.urandom(32)).decode()}"
+    run = manage("restore_client", str(acme_backup), "--as-code", "acme-copy", "--domain", "c.thepia.net", "--json")
+    assert run.json["error"]["code"] == "master_key_missing"
+    assert f"master key '{needed}'" in run.json["error"]["message"] and "other1" in run.json["error"]["message"]
+    # The same id holding another key: it does not unwrap, and the message says which key.
+    settings.FLOWS_MASTER_KEYS = f"{needed}:{base64.b64encode(os.urandom(32)).decode()}"
+    run = manage("restore_client", str(acme_backup), "--as-code", "acme-copy", "--domain", "c.thepia.net", "--json")
+    assert run.json["error"]["code"] == "decryption_failed" and needed in run.json["error"]["message"]
+
+
+def test_a_forged_audit_chain_or_a_missing_audit_key_is_refused(acme, acme_backup, manage, settings, tmp_path):
+    documents = read_lines(acme_backup)
+    event = next(document for document in documents if document.get("t") == "audit.AuditEvent")
+    event["r"]["target_label"] = "someone else"
+    forged = tmp_path / "forged.flowsbak"
+    rewrite(forged, documents)
+    run = manage("restore_client", str(forged), "--json")
+    assert run.json["error"]["code"] == "audit_chain_invalid"
+    assert "edited" in run.json["error"]["message"]
+    settings.FLOWS_AUDIT_KEYS = f"other:{base64.b64encode(os.urandom(32)).decode()}"
+    run = manage("restore_client", str(acme_backup), "--json")
+    assert run.json["error"]["code"] == "audit_key_missing"
+
+
+# --- Round trip into a fresh database ------------------------------------------------------------
+
+
+def _url(user: str, password: str, database: str) -> str:
+    config = connections[DEFAULT_DB_ALIAS].settings_dict
+    return f"postgres://{user}:{password}@{config['HOST']}:{config['PORT']}/{database}"
+
+
+@pytest.fixture
+def fresh_database():
+    """A second database on the same server: migrated like the real one, with the same key rings."""
+    name = f"test_restore_{uuid.uuid4().hex[:8]}"
+    owner = connections[DEFAULT_DB_ALIAS].settings_dict
+    import environ
+
+    superuser = environ.Env.db_url_config(settings.DATABASE_SUPERUSER_URL)
+    with connect_as_superuser() as connection:
+        connection.execute(
+            sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(owner["USER"]))
+        )
+    env = {
+        **os.environ,
+        "DATABASE_URL": _url(owner["USER"], owner["PASSWORD"], name),
+        "DATABASE_SUPERUSER_URL": _url(superuser["USER"], superuser["PASSWORD"], name),
+        "CONSOLE_DATABASE_URL": _url(settings.CONSOLE_ROLE, settings.DATABASES["console"]["PASSWORD"], name),
+        "TENANT_DATABASE_URL": _url(settings.APP_ROLE, settings.DATABASES["tenant"]["PASSWORD"], name),
+        "FLOWS_MASTER_KEYS": settings.FLOWS_MASTER_KEYS,
+        "FLOWS_AUDIT_KEYS": settings.FLOWS_AUDIT_KEYS,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+    }
+
+    def manage_there(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
+        result = subprocess.run(  # noqa: S603 - our own manage.py
+            [sys.executable, str(ROOT / "manage.py"), *argv], env=env, cwd=ROOT, capture_output=True, check=False
+        )
+        if check:
+            assert result.returncode == 0, result.stderr.decode()[-2000:]
+        return result
+
+    manage_there("migrate", "--no-input", "-v0")
+    try:
+        yield name, manage_there
+    finally:
+        connections.close_all()
+        with connect_as_superuser() as connection:
+            connection.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def test_round_trip_into_a_fresh_database_restores_every_row_and_value(acme, manage, tmp_path, fresh_database):
+    name, manage_there = fresh_database
+    path = tmp_path / "acme.flowsbak"
+    assert manage("backup_client", "acme", "--output", str(path)).code == 0
+    snapshot = superuser_rows(None, acme.pk)
+    assert manage("erase_client", "acme", "--confirm", "acme").code == 0  # gone for good here
+
+    result = manage_there("restore_client", str(path), "--json")
+    summary = json.loads(result.stdout)
+    assert summary["client_id"] == str(acme.pk) and summary["rows"]["audit.AuditEvent"] == len(
+        snapshot["audit.AuditEvent"]
+    )
+    restored = superuser_rows(name, acme.pk)
+    # Every row equal, column for column (serial ids aside: they are the installation's to assign) …
+    for label in backup.BACKED_UP:
+        if label in ("audit.AuditEvent", "audit.ChainHead"):
+            continue
+        assert restored[label] == snapshot[label], label
+    # … the audit chain verbatim, followed by the restore's own event, which moved the head by one.
+    restored_events = restored["audit.AuditEvent"]
+    assert set(snapshot["audit.AuditEvent"]) <= set(restored_events)
+    assert len(restored_events) == len(snapshot["audit.AuditEvent"]) + 1
+    assert any("client.restored" in event for event in set(restored_events) - set(snapshot["audit.AuditEvent"]))
+    assert manage_there("verify_audit", "--client", "acme").returncode == 0
+    assert manage_there("verify_audit").returncode == 0
+    # Every decrypted value equal.
+    text = manage_there("reveal_secret", "acme", "slack-api_key", "--reason", "restore drill").stdout.decode()
+    assert text.strip() == TEXT_VALUE
+    binary = manage_there("reveal_secret", "acme", "okta-certificate", "--reason", "drill", "--base64").stdout
+    assert base64.b64decode(binary) == BINARY_VALUE
+    health = manage_there("health_check", "--json", check=False)
+    assert json.loads(health.stdout)["ok"] is True, health.stdout
+
+    # The erased client's backup holds no usable secret: its data keys are gone.
+    erased = tmp_path / "acme-erased.flowsbak"
+    assert manage("backup_client", "acme", "--output", str(erased)).code == 0
+    documents = read_lines(erased)
+    assert documents[0]["erased"] is True and documents[0]["keys"]["master"] == []
+    assert all(d["r"]["wrapped_key"] is None for d in documents if d.get("t") == "vault.DataKey")
+    run = manage("restore_client", str(erased), "--as-code", "acme-again", "--json")
+    assert run.json["error"]["code"] == "client_erased"
+
+
+# --- Full dumps as the backup role -------------------------------------------------------------------
+
+
+def pg_binary(name: str) -> str:
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import devdb
+
+    return str(devdb.pg_bin_dir() / name)
+
+
+def table_counts(database: str) -> dict[str, int]:
+    import environ
+    import psycopg
+
+    superuser = environ.Env.db_url_config(settings.DATABASE_SUPERUSER_URL)
+    with psycopg.connect(
+        host=superuser["HOST"], port=superuser["PORT"], user=superuser["USER"], password=superuser["PASSWORD"],
+        dbname=database, autocommit=True,
+    ) as connection:  # fmt: skip
+        tables = [
+            row[0]
+            for row in connection.execute(
+                "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind = 'r'"
+            )
+        ]
+        return {
+            table: connection.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()[0]
+            for table in sorted(tables)
+        }
+
+
+def test_pg_dump_as_the_backup_role_restores_every_row(acme, tmp_path):
+    config = connections[DEFAULT_DB_ALIAS].settings_dict
+    assert settings.FLOWS_BACKUP_PASSWORD, "the embedded database generates FLOWS_BACKUP_PASSWORD"
+    dump = tmp_path / "flows.dump"
+    env = {**os.environ, "PGPASSWORD": settings.FLOWS_BACKUP_PASSWORD}
+    subprocess.run(  # noqa: S603 - PostgreSQL's own pg_dump
+        [pg_binary("pg_dump"), "-h", config["HOST"], "-p", str(config["PORT"]), "-U", settings.BACKUP_ROLE,
+         "-Fc", "-f", str(dump), config["NAME"]],
+        env=env, check=True, capture_output=True,
+    )  # fmt: skip
+    source = table_counts(config["NAME"])
+    assert source["clients_client"] == 2 and source["audit_auditevent"] > 10 and source["vault_secret"] == 2
+    name = f"test_dump_{uuid.uuid4().hex[:8]}"
+    import environ
+
+    superuser = environ.Env.db_url_config(settings.DATABASE_SUPERUSER_URL)
+    with connect_as_superuser() as connection:
+        connection.execute(
+            sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(config["USER"]))
+        )
+    try:
+        result = subprocess.run(  # noqa: S603 - PostgreSQL's own pg_restore
+            [pg_binary("pg_restore"), "-h", superuser["HOST"], "-p", str(superuser["PORT"]), "-U", superuser["USER"],
+             "-d", name, "--exit-on-error", str(dump)],
+            env={**os.environ, "PGPASSWORD": superuser["PASSWORD"]}, capture_output=True, check=False,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr.decode()[-2000:]
+        assert table_counts(name) == source
+    finally:
+        with connect_as_superuser() as connection:
+            connection.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def test_the_owners_dump_would_be_incomplete_which_is_why_the_backup_role_exists(acme, tmp_path):
+    config = connections[DEFAULT_DB_ALIAS].settings_dict
+    result = subprocess.run(  # noqa: S603 - PostgreSQL's own pg_dump
+        [pg_binary("pg_dump"), "-h", config["HOST"], "-p", str(config["PORT"]), "-U", config["USER"],
+         "-f", str(tmp_path / "owner.sql"), config["NAME"]],
+        env={**os.environ, "PGPASSWORD": config["PASSWORD"]}, capture_output=True, check=False,
+    )  # fmt: skip
+    assert result.returncode != 0 and b"row-level security" in result.stderr
+
+
+def test_health_check_warns_when_a_dump_would_be_incomplete(committed, manage):
+    run = manage("health_check", "--json")
+    assert run.code == 0 and run.json["warnings"] == []
+    assert any("backup role" in check for check in run.json["checks"])
+    role = sql.Identifier(settings.BACKUP_ROLE)
+    with connect_as_superuser() as connection:
+        connection.execute(sql.SQL("ALTER ROLE {} NOBYPASSRLS").format(role))
+        connection.execute(sql.SQL("REVOKE SELECT ON clients_client FROM {}").format(role))
+    try:
+        run = manage("health_check", "--json")
+        assert run.code == 0
+        warnings = run.json["warnings"]
+        assert any("lacks BYPASSRLS" in warning for warning in warnings), warnings
+        assert any("lacks SELECT on 1 table(s)" in warning and "clients_client" in warning for warning in warnings)
+        assert manage("health_check", "--strict").code == 1
+    finally:
+        with connect_as_superuser() as connection:
+            connection.execute(sql.SQL("ALTER ROLE {} BYPASSRLS").format(role))
+        dbroles.apply()
+    assert dbroles.backup_problems() == []
+
+
+def test_verify_knows_the_backup_roles_exact_grants(committed):
+    assert dbroles.verify() == []
+    role = sql.Identifier(settings.BACKUP_ROLE)
+    with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
+        cursor.execute(sql.SQL("GRANT INSERT ON clients_application TO {}").format(role).as_string(cursor.connection))
+        cursor.execute(
+            sql.SQL("GRANT UPDATE ON SEQUENCE audit_auditevent_id_seq TO {}").format(role).as_string(cursor.connection)
+        )
+    try:
+        problems = dbroles.verify()
+        assert f"role {settings.BACKUP_ROLE} has INSERT on clients_application, which is not declared" in problems
+        assert (
+            f"role {settings.BACKUP_ROLE} has UPDATE on sequence audit_auditevent_id_seq, which is not declared"
+            in problems
+        )
+    finally:
+        dbroles.apply()
+    assert dbroles.verify() == []
+    with connect_as_superuser() as connection:
+        attributes = connection.execute(
+            "SELECT rolcanlogin, rolbypassrls, rolsuper, rolcreaterole FROM pg_roles WHERE rolname = %s",
+            [settings.BACKUP_ROLE],
+        ).fetchone()
+    assert attributes == (True, True, False, False)
+
+
+def test_only_the_owner_may_keep_an_events_time_not_a_runtime_role_that_sets_the_flag(acme):
+    """audit/migrations/0006: `flows.audit_restore` is any role's to set; the trigger also wants the table's owner."""
+    with connect_as(settings.CONSOLE_DB_ALIAS) as connection:
+        connection.execute("SELECT set_config('flows.audit_restore', 'on', true)")
+        seq, hash_ = connection.execute(
+            "SELECT seq, hash FROM audit_chainhead WHERE client_id = %s", [acme.pk]
+        ).fetchone()
+        backdated = connection.execute(
+            "INSERT INTO audit_auditevent (occurred_at, client_id, client_code, actor_type, actor_id, actor_label,"
+            " action, target_type, target_id, target_label, changes, user_agent, request_id, chain, seq, prev_hash,"
+            " hash, key_id, mac) VALUES ('2000-01-01T00:00:00Z', %s, 'acme', 'system', '', '', 'client.updated', '',"
+            " '', '', '{}', '', '', %s, %s, %s, %s, 'k1', %s) RETURNING occurred_at = now()",
+            [acme.pk, str(acme.pk), seq + 1, hash_, "f" * 64, "0" * 64],
+        ).fetchone()[0]
+        connection.rollback()
+    assert backdated is True  # the database's time, not the caller's
