@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "django_otp.plugins.otp_static",
     "axes",
     "staff",
+    "reports",  # the dashboard on the admin index and the monthly analytics (docs/console.md)
     # Serves django-ninja's bundled Swagger UI files, so /api/v1/docs loads nothing from elsewhere.
     "ninja",
 ]
