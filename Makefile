@@ -9,7 +9,7 @@ PORT ?= 8000
 NODE_EXAMPLE := examples/node-backend
 NODE_STAMP := $(NODE_EXAMPLE)/node_modules/.installed-$(shell sha256sum $(NODE_EXAMPLE)/package-lock.json | cut -c1-12)
 
-.PHONY: help venv node-example db run test test-browser lint format stop lock bench bench-vault bench-invitations bench-api bench-audit
+.PHONY: help venv node-example db run test test-browser lint format stop lock bench bench-vault bench-invitations bench-api bench-audit bench-dashboard
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -71,6 +71,9 @@ bench-api: db  ## Tenant API benchmark through gunicorn, by hand (bench/api.py; 
 
 bench-audit: db  ## Audit verification benchmark, by hand (bench/audit.py; BENCH_ARGS="--events 5000000" passes options)
 	$(PY) bench/audit.py $(BENCH_ARGS)
+
+bench-dashboard: db  ## Dashboard at 100k clients / 1M invitations against 1k / 10k, by hand (bench/dashboard.py; BENCH_ARGS passes options)
+	$(PY) bench/dashboard.py $(BENCH_ARGS)
 
 lint: venv  ## ruff lint and format check
 	$(VENV)/bin/ruff check .

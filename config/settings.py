@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "axes",
     "staff",
     "metrics",
+    "reports",  # the dashboard on the admin index and the monthly analytics (docs/console.md)
     # Serves django-ninja's bundled Swagger UI files, so /api/v1/docs loads nothing from elsewhere.
     "ninja",
 ]

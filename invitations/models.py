@@ -78,7 +78,15 @@ class Invitation(models.Model):
             ),
             # Cleanup across clients: overdue pending ones, and finished ones past retention.
             models.Index(fields=["expires_at"], condition=models.Q(status="pending"), name="invitation_pending_expiry"),
-            models.Index(fields=["finished_at"], condition=~models.Q(status="pending"), name="invitation_finished_at"),
+            # `status` included: the dashboard's weekly redeemed/expired/revoked counts read the index alone.
+            models.Index(
+                fields=["finished_at"],
+                include=["status"],
+                condition=~models.Q(status="pending"),
+                name="invitation_finished_at",
+            ),
+            # The dashboard's invitations issued per week across clients (reports/dashboard.py).
+            models.Index(fields=["created_at"], name="invitation_created_at"),
         ]
         permissions = [
             ("issue_invitation", "Can issue invitations"),

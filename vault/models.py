@@ -95,7 +95,11 @@ class Secret(models.Model):
             ),
             models.UniqueConstraint(fields=["client", "name"], name="secret_unique_name_per_client"),
         ]
-        indexes = [models.Index(fields=["client", "data_key_version"], name="secret_client_key_version")]
+        indexes = [
+            models.Index(fields=["client", "data_key_version"], name="secret_client_key_version"),
+            # The dashboard's secrets expiring soon, across clients (reports/dashboard.py).
+            models.Index(fields=["expires_at"], condition=models.Q(is_active=True), name="secret_active_expiry"),
+        ]
         permissions = [("reveal_secret", "Can reveal a secret's value")]
 
     def __str__(self):
