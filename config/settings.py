@@ -220,6 +220,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# The console's own date formats (config/formats/en/formats.py): "2026-11-23 14:05", not "Nov. 23, 2026, 2:05 p.m.".
+FORMAT_MODULE_PATH = ["config.formats"]
 
 STATIC_URL = "static/"
 STATIC_ROOT = env.path("STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
