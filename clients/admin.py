@@ -220,7 +220,7 @@ class ClientAdmin(ClientScopedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
     list_filter = [ClientStatusFilter, "tier", "region"]
     search_fields = ["code", "legal_name", "domain"]
     list_select_related = ["tier"]
-    readonly_fields = ["id", "state", "deactivated_at", "created_at", "updated_at", "staff_access"]
+    readonly_fields = ["id", "state", "state_since", "created_at", "updated_at", "staff_access"]
     inlines = [ApplicationInline]
     actions = [
         confirmed_action(
@@ -367,7 +367,7 @@ class ClientAdmin(ClientScopedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
             return [(None, {"fields": main})]
         return [
             (None, {"fields": main}),
-            ("Status", {"fields": ["state", "deactivated_at", "id", "created_at", "updated_at"]}),
+            ("Status", {"fields": ["state", "state_since", "id", "created_at", "updated_at"]}),
             ("Staff access", {"fields": ["staff_access"]}),
         ]
 
@@ -436,6 +436,11 @@ class ClientAdmin(ClientScopedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
     @admin.display(description="status", ordering="status")
     def state(self, client):
         return client_state(client).capitalize()
+
+    @admin.display(description="since")
+    def state_since(self, client):
+        """When it stopped being active (the stored `deactivated_at`, also set by erasure)."""
+        return client.deactivated_at or "—"
 
     @admin.display(description="who has access")
     def staff_access(self, client):

@@ -268,11 +268,11 @@ def decrypt_invitee(claims: dict, keys: ClientKeys) -> dict:
 def token_from_link(text: str) -> str:
     """The token inside an invitation link as people forward it (`…/invitation#token=…`), else the text as given.
 
-    Whitespace is dropped first (mail programs wrap long links). Looks in the fragment's and the
+    Whitespace and enclosing <>/quotes are dropped first. Looks in the fragment's and the
     query's `token=`, then the bare fragment, then the path's segments, for the first value shaped
     like a token; a text with none is returned unchanged, for the checks to reject with their reason.
     """
-    text = "".join((text or "").split())
+    text = "".join((text or "").split()).strip("<>\"'")  # mail programs wrap long links, some in <…>
     if not any(mark in text for mark in ("://", "#", "?")):
         return text
     try:
