@@ -42,3 +42,8 @@ def permission_denied(request, exception=None):
 def page_not_found(request, exception=None):
     """404: no such page, or a row of a client this staff member may not see (handler404)."""
     return _console_error(request, 404, "404.html")
+
+
+def csrf_failure(request, reason=""):
+    """403 for a form sent without its CSRF token (an expired page, cookies off): said in the console's look."""
+    return _console_error(request, 403, "403_csrf.html")

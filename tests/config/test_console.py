@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 from django.contrib.auth.models import User
 from django.contrib.staticfiles import finders
+from django.test import Client, RequestFactory
 from django.urls import reverse
 from django.utils import timezone
+from django.views.defaults import server_error
 
 from clients import services
 from clients.models import Application
@@ -261,6 +263,20 @@ def test_an_unknown_page_is_a_styled_404(client, root):
     response = client.get("/admin/no-such-page/", follow=True)
     page = response.content.decode()
     assert response.status_code == 404 and "There is no such page" in page and "admin/css/base.css" in page
+
+
+def test_a_form_sent_without_its_csrf_token_is_a_console_page(root):
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(root)
+    response = browser.post(reverse("admin:clients_client_add"), {"code": "acme"})
+    page = response.content.decode()
+    assert response.status_code == 403 and "This form could not be accepted" in page and "Log out" in page
+
+
+def test_a_server_error_is_a_console_page_that_needs_neither_request_nor_database():
+    response = server_error(RequestFactory().get("/admin/"))
+    page = response.content.decode()
+    assert response.status_code == 500 and "Something went wrong on our side" in page and "admin/css/base.css" in page
 
 
 def test_there_is_no_view_site_link(client, root):
