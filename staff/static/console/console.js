@@ -28,3 +28,37 @@ document.addEventListener("focusin", function (event) {
     event.target.select();
   }
 });
+
+// Forms with a client and an application (issue an invitation, create an API key): once a client is chosen,
+// the application dropdown offers only its applications (labelled "<client code> / …"). The server narrows
+// and checks too; this only saves a round trip when the client is changed on the page.
+function narrowApplications(clientSelect) {
+  const form = clientSelect.form;
+  const applications = form && form.querySelector("select[name='application']");
+  if (!applications) {
+    return;
+  }
+  const chosen = clientSelect.options[clientSelect.selectedIndex];
+  const code = chosen && chosen.value ? chosen.textContent.trim() : "";
+  for (const option of applications.options) {
+    if (!option.value) {
+      continue;
+    }
+    const offered = !code || option.textContent.startsWith(code + " / ");
+    option.hidden = !offered;
+    option.disabled = !offered;
+    if (!offered && option.selected) {
+      applications.value = "";
+    }
+  }
+}
+function onClientChange(event) {
+  if (event.target.matches && event.target.matches("select[name='client']")) {
+    narrowApplications(event.target);
+  }
+}
+document.addEventListener("change", onClientChange);
+// The admin's autocomplete (select2) announces a choice through jQuery only.
+if (window.django && window.django.jQuery) {
+  window.django.jQuery(document).on("change", "select[name='client']", onClientChange);
+}
