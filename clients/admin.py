@@ -717,6 +717,32 @@ class ApiKeyAdmin(ClientScopedAdminMixin, ClientLinkMixin, ServiceAdminMixin, ad
     ]
     show_full_result_count = False
 
+    change_form_template = "admin/clients/apikey/change_form.html"
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        revoke = path("<uuid:object_id>/revoke/", view(self.revoke_view), name="clients_apikey_revoke")
+        return [revoke, *super().get_urls()]
+
+    def revoke_view(self, request, object_id):
+        """Revoke this one key, from its page (the list's action does the same for several)."""
+        api_key = get_object_or_404(self.get_queryset(request), pk=object_id)  # hidden: 404 before 403
+        if not self.has_change_permission(request, api_key):
+            raise PermissionDenied
+        return confirm_one(
+            self, request, api_key, verb="revoke", service=_revoke,
+            back_url=reverse("admin:clients_apikey_change", args=[api_key.pk]),
+            done=f"API key {api_key.prefix} is revoked.",
+            warning="Applications using this key are refused at once. This cannot be undone.",
+        )  # fmt: skip
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        api_key = self.get_object(request, unquote(object_id))
+        if api_key is not None:
+            may_revoke = api_key.revoked_at is None and self.has_change_permission(request, api_key)
+            extra_context = {**(extra_context or {}), "may_revoke": may_revoke}
+        return super().change_view(request, object_id, form_url, extra_context)
+
     def get_fields(self, request, obj=None):
         if obj is None:
             return ["client", "application", "name", "scopes", "expires_at", "rate_limit"]

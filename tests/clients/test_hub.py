@@ -80,7 +80,7 @@ def test_the_hub_shows_status_usage_related_rows_and_every_button_to_a_platform_
     assert "1 of 5" in page and "1 of 1,000" in page and "10 GB allowed" in page  # applications, seats, storage
     assert "INV-" in page and "slack-api_key" in page and "set (data key v1)" in page  # invitations, secrets
     assert Secret.objects.get().ciphertext.hex() not in page
-    assert "prod" in page and "no requests" in page  # API keys and their usage
+    assert "prod" in page and "no requests" in page  # API keys and their usage (counters: test_hub_usage.py)
     assert "client.created" in page and f"?client={acme.code}" in page  # latest events and the full trail
     assert buttons_on(page) == set(BUTTONS)
     assert f"{reverse('admin:invitations_invitation_add')}?client={acme.pk}" in page

@@ -385,3 +385,20 @@ def test_a_deactivated_clients_rows_show_the_banner_with_the_reason(client, root
         assert "console-banner deactivated" in page and "unpaid invoices" in page, url
     globex_page = client.get(reverse("admin:clients_client_change", args=[two_clients[1].pk])).content.decode()
     assert "console-banner active" in globex_page and "unpaid invoices" not in globex_page
+
+
+def test_an_api_key_is_revoked_from_its_own_page_by_those_who_may(client, two_clients):
+    acme, _ = two_clients
+    api_key, _ = services.create_api_key(actor=None, client=acme, name="prod", scopes=["configuration:read"])
+    page_url = reverse("admin:clients_apikey_change", args=[api_key.pk])
+    revoke_url = reverse("admin:clients_apikey_revoke", args=[api_key.pk])
+    as_role(client, "Support", [acme], username="support")
+    assert revoke_url not in client.get(page_url).content.decode()
+    assert client.post(revoke_url).status_code == 403
+    as_role(client, "Client manager", [acme], username="manager")
+    assert revoke_url in client.get(page_url).content.decode()
+    assert "Revoke prod" in client.get(revoke_url).content.decode()
+    done = client.post(revoke_url, follow=True).content.decode()
+    assert f"API key {api_key.prefix} is revoked." in done and revoke_url not in done
+    api_key.refresh_from_db()
+    assert api_key.revoked_at is not None
