@@ -104,3 +104,18 @@ def usage_by_class(*, client_id: uuid.UUID, api_key_id: uuid.UUID | None = None,
         queryset = queryset.filter(api_key_id=api_key_id)
     totals = dict(queryset.values_list("status_class").annotate(total=Sum("count")).order_by())
     return {status_class: totals.get(status_class, 0) for status_class in Usage.StatusClass.values}
+
+
+def usage_by_key(*, client_id: uuid.UUID, since: date | None = None) -> dict[uuid.UUID, dict[str, int]]:
+    """Requests per key and status class of a client, this month unless `since` says: one query for all its keys."""
+    since = since or timezone.now().date().replace(day=1)
+    rows = (
+        Usage.objects.filter(client_id=client_id, day__gte=since)
+        .values_list("api_key_id", "status_class")
+        .annotate(total=Sum("count"))
+        .order_by()
+    )
+    usage: dict[uuid.UUID, dict[str, int]] = {}
+    for api_key_id, status_class, total in rows:
+        usage.setdefault(api_key_id, dict.fromkeys(Usage.StatusClass.values, 0))[status_class] = total
+    return usage

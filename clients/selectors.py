@@ -128,3 +128,11 @@ def clients_with_counts():
 
 def recent_events(client: Client, limit: int = 10):
     return AuditEvent.objects.filter(client_id=client.pk).order_by("-occurred_at", "-id")[:limit]
+
+
+def status_event(client: Client):
+    """The audit event that put the client in its current state (deactivated, erased), or None: who, when, why."""
+    if client.status == Client.Status.ACTIVE:
+        return None
+    actions = ["client.deactivated", "client.erased"]
+    return AuditEvent.objects.filter(client_id=client.pk, action__in=actions).order_by("-occurred_at", "-id").first()

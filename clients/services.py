@@ -7,6 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import ngettext
 
 from audit.services import diff, record
 from clients import apikeys
@@ -125,10 +126,12 @@ def deactivate_client(*, actor, client: Client, reason: str = "") -> Client:
     )
 
 
-def reactivate_client(*, actor, client: Client) -> Client:
+def reactivate_client(*, actor, client: Client, reason: str = "") -> Client:
     if is_erased(client):
         raise Refused(f"Client {client.code} was erased; an erased client cannot be reactivated.", code="client_erased")
-    return _set_status(actor=actor, client=client, status=Client.Status.ACTIVE, action="client.reactivated")
+    return _set_status(
+        actor=actor, client=client, status=Client.Status.ACTIVE, action="client.reactivated", reason=reason
+    )
 
 
 def erase_client(*, actor, client: Client, confirm: str) -> Client:
@@ -176,8 +179,9 @@ def configure_application(
         if creating:
             if client_usage(client).applications >= client.tier.max_applications:
                 raise Refused(
-                    f"Tier {client.tier.code} allows {client.tier.max_applications} application(s); "
-                    f"client {client.code} has reached it.",
+                    f"Tier {client.tier.code} allows {client.tier.max_applications} "
+                    f"{ngettext('application', 'applications', client.tier.max_applications)}; "
+                    f"client {client.code} has reached the limit.",
                     code="application_limit",
                 )
             application = Application(client=client, app_code=app_code, name=name or app_code.replace("-", " ").title())

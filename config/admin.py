@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from django.contrib import admin, messages
+from django.contrib.admin.utils import model_ngettext
 from django.core.exceptions import ValidationError
+from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 
 from config.errors import FlowsError
@@ -54,33 +56,41 @@ def confirmed_action(
     def action(modeladmin, request, queryset):
         if elevated and (refusal := require_elevation(request, request.get_full_path())):
             return refusal
+        objects = list(queryset)
+        reason, error = request.POST.get("reason", "").strip(), ""
         if request.POST.get("confirmed") == "yes":
-            reason = request.POST.get("reason", "").strip()
             done, failed = 0, []
-            for obj in queryset:
+            for obj in objects:
                 try:
                     service(actor=request.user, obj=obj, reason=reason)
                     done += 1
-                except FlowsError as error:
-                    failed.append(f"{obj}: {error.message}")
-            if done:
-                done_verb = past or f"{verb}d"
-                modeladmin.message_user(
-                    request, f"{done_verb.capitalize()} {done} {modeladmin.opts.verbose_name_plural}."
-                )
-            for failure in failed:
-                modeladmin.message_user(request, failure, messages.ERROR)
-            return None
+                except FlowsError as failure:
+                    if not done and "reason" in (failure.fields or {}):
+                        error = failure.message  # the reason itself is refused: ask again, on the same page
+                        break
+                    failed.append(f"{obj}: {failure.message}")
+            if not error:
+                if done:
+                    done_verb = past or f"{verb}d"
+                    modeladmin.message_user(
+                        request, f"{done_verb.capitalize()} {done} {model_ngettext(modeladmin.opts, done)}."
+                    )
+                for failure in failed:
+                    modeladmin.message_user(request, failure, messages.ERROR)
+                return None
         context = {
             **modeladmin.admin_site.each_context(request),
-            "title": f"{verb.capitalize()} {modeladmin.opts.verbose_name_plural}?",
+            "title": f"{verb.capitalize()} {len(objects)} {model_ngettext(modeladmin.opts, len(objects))}?",
             "opts": modeladmin.opts,
-            "objects": list(queryset),
+            "objects": objects,
+            "count_label": model_ngettext(modeladmin.opts, len(objects)),
             "action_name": request.POST.get("action"),
             "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
             "select_across": request.POST.get("select_across", "0"),
             "verb": verb,
             "asks_reason": asks_reason,
+            "reason": reason,
+            "error": error,
             "warning": warning,
             "elevated_until": elevated_until(request) if elevated else None,
         }
@@ -88,3 +98,49 @@ def confirmed_action(
 
     action.__name__ = f"{verb.replace(' ', '_')}_selected"
     return action
+
+
+def confirm_one(
+    modeladmin,
+    request,
+    obj,
+    *,
+    verb: str,
+    service: Callable,
+    done: str,
+    back_url: str,
+    asks_reason: bool = False,
+    warning: str = "",
+    elevated: bool = False,
+):
+    """A button's confirmation page for one object (deactivate this client, revoke this invitation, …).
+
+    GET shows the page; POST calls `service(actor=, obj=, reason=)` once and goes back to `back_url`
+    with `done` as the message. A refusal stays on the page with the reason shown in place and the
+    typed reason kept. The caller has checked the permission and reloaded `obj` through its scoped queryset.
+    """
+    if elevated and (refusal := require_elevation(request)):
+        return refusal
+    reason, error = request.POST.get("reason", "").strip(), ""
+    if request.method == "POST":
+        try:
+            service(actor=request.user, obj=obj, reason=reason)
+        except FlowsError as failure:
+            error = failure.message
+        else:
+            modeladmin.message_user(request, done)
+            return redirect(back_url)
+    context = {
+        **modeladmin.admin_site.each_context(request),
+        "title": f"{verb.capitalize()} {obj}?",
+        "opts": modeladmin.opts,
+        "object": obj,
+        "verb": verb,
+        "asks_reason": asks_reason,
+        "reason": reason,
+        "error": error,
+        "warning": warning,
+        "back_url": back_url,
+        "elevated_until": elevated_until(request) if elevated else None,
+    }
+    return TemplateResponse(request, "admin/confirm_object.html", context)

@@ -255,6 +255,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# The console's own date formats (config/formats/en/formats.py): "2026-11-23 14:05", not "Nov. 23, 2026, 2:05 p.m.".
+FORMAT_MODULE_PATH = ["config.formats"]
 
 STATIC_URL = "static/"
 STATIC_ROOT = env.path("STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
@@ -264,6 +266,8 @@ CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SESSION_COOKIE_HTTPONLY = True
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_TLS_PROXY", default=False) else None
 X_FRAME_OPTIONS = "DENY"
+# A form sent without its CSRF token gets a console page, not Django's bare one (config/views.py).
+CSRF_FAILURE_VIEW = "config.views.csrf_failure"
 # An idle staff session ends: its expiry moves forward on every request and lapses after this long.
 SESSION_COOKIE_AGE = env.int("FLOWS_STAFF_IDLE_MINUTES", default=30) * 60
 SESSION_SAVE_EVERY_REQUEST = True

@@ -13,6 +13,10 @@ from vault.views import jwks
 admin.site.site_header = "Flows Console"
 admin.site.site_title = "Flows Console"
 admin.site.index_title = "Staff console"
+admin.site.site_url = None  # there is no public site: no "View site" link
+# Error pages in the console's look (the API answers problem details: api/middleware.py).
+handler403 = "config.views.permission_denied"
+handler404 = "config.views.page_not_found"
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect
@@ -14,9 +15,9 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from clients.admin import ClientLinkMixin
+from clients.admin import ClientApplicationChoice, ClientLinkMixin, application_of_client, narrow_applications
 from clients.models import Application, Client
-from config.admin import ReadOnlyAdminMixin, as_validation_error, confirmed_action
+from config.admin import ReadOnlyAdminMixin, as_validation_error, confirm_one, confirmed_action
 from config.errors import FlowsError, InvalidInput
 from invitations import bulk, services, tokens
 from invitations.delivery import SEND_TO_CHOICES
@@ -32,9 +33,10 @@ VALIDITY_CHOICES = [(1, "1 hour"), (24, "1 day"), (72, "3 days"), (168, "7 days"
 class InviteeFields(forms.Form):
     """The invitee's personal data: used to build the token, never stored, never shown again."""
 
-    full_name = forms.CharField(max_length=200)
-    company_email = forms.EmailField()
-    private_email = forms.EmailField(required=False)
+    required_css_class = "required"  # bold labels, as on the admin's own forms
+    full_name = forms.CharField(max_length=200, widget=forms.TextInput(attrs={"class": "vTextField"}))
+    company_email = forms.EmailField(widget=forms.EmailInput(attrs={"class": "vTextField"}))
+    private_email = forms.EmailField(required=False, widget=forms.EmailInput(attrs={"class": "vTextField"}))
     validity_hours = forms.TypedChoiceField(label="Valid for", choices=VALIDITY_CHOICES, coerce=int, initial=168)
     send_to = forms.ChoiceField(
         label="E-mail the link to",
@@ -49,23 +51,33 @@ class InviteeFields(forms.Form):
         return Invitee(data["full_name"], data["company_email"], data.get("private_email") or "")
 
 
-class ApplicationChoice(forms.ModelChoiceField):
-    def label_from_instance(self, application):
-        return f"{application.client.code} / {application.app_code} ({application.name})"
-
-
 class IssueForm(InviteeFields):
     client = forms.ModelChoiceField(queryset=Client.objects.filter(status=Client.Status.ACTIVE).order_by("code"))
-    application = ApplicationChoice(
-        queryset=Application.objects.filter(status=Application.Status.ENABLED, client__status=Client.Status.ACTIVE)
-        .select_related("client")
-        .order_by("client__code", "app_code"),
-        help_text="One of the chosen client's enabled applications.",
+    application = ClientApplicationChoice(
+        queryset=Application.objects.filter(status=Application.Status.ENABLED, client__status=Client.Status.ACTIVE),
+        help_text="Enabled applications only.",
     )
     max_uses = forms.IntegerField(label="Uses", min_value=1, max_value=1000, initial=1)
-    permissions = forms.CharField(required=False, help_text="Comma-separated, e.g. manager,viewer.")
+    permissions = forms.CharField(
+        required=False,
+        help_text="Comma-separated, e.g. manager,viewer.",
+        widget=forms.TextInput(attrs={"class": "vTextField"}),
+    )
     field_order = ["client", "application", "full_name", "company_email", "private_email", "permissions",
                    "validity_hours", "max_uses"]  # fmt: skip
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Only the clients (and their applications) this user may see are offered, and accepted; once a client
+        # is chosen or pre-filled (?client=…), only its applications.
+        for name in ("client", "application"):
+            self.fields[name].queryset = scope(self.fields[name].queryset, user)
+        narrow_applications(self)
+
+    def clean(self):
+        cleaned = super().clean()
+        application_of_client(self, cleaned)
+        return cleaned
 
 
 class BulkClientForm(forms.Form):
@@ -102,7 +114,9 @@ def _revoke(*, actor, obj, reason):
 
 @admin.register(Invitation)
 class InvitationAdmin(ClientScopedAdminMixin, ClientLinkMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ["code", "client_link", "application", "status", "uses", "expires_at", "created_by", "created_at"]
+    change_form_template = "admin/invitations/invitation/change_form.html"
+    # Seven columns fit a 1366 px screen; who issued it is on the invitation's page.
+    list_display = ["code", "client_link", "application", "status", "uses", "expires_at", "created_at"]
     list_filter = ["status", "client__tier", ApplicationCodeFilter]
     search_fields = ["code", "client__code"]
     list_select_related = ["client", "application"]
@@ -110,7 +124,7 @@ class InvitationAdmin(ClientScopedAdminMixin, ClientLinkMixin, ReadOnlyAdminMixi
     show_full_result_count = False
     readonly_fields = ["code", "client", "application", "status", "uses", "permissions", "restrictions", "expires_at",
                        "kid", "created_by", "created_at", "accepted_at", "revoked_at", "revoked_by", "revoke_reason",
-                       "resend_count", "id", "resend_link"]  # fmt: skip
+                       "resend_count", "id"]  # fmt: skip
     fields = readonly_fields
     actions = [
         confirmed_action(
@@ -137,13 +151,6 @@ class InvitationAdmin(ClientScopedAdminMixin, ClientLinkMixin, ReadOnlyAdminMixi
     def uses(self, invitation):
         return f"{invitation.used_count}/{invitation.max_uses}"
 
-    @admin.display(description="resend")
-    def resend_link(self, invitation):
-        if invitation.status not in (Invitation.Status.PENDING, Invitation.Status.EXPIRED):
-            return "—"
-        url = reverse("admin:invitations_invitation_resend", args=[invitation.pk])
-        return format_html('<a class="button" href="{}">Resend with a new token…</a>', url)
-
     @admin.action(description="Resend the selected invitation (new token)", permissions=["resend_invitation"])
     def resend_selected(self, request, queryset):
         if queryset.count() != 1:
@@ -158,6 +165,7 @@ class InvitationAdmin(ClientScopedAdminMixin, ClientLinkMixin, ReadOnlyAdminMixi
             path("<uuid:object_id>/resend/", view(self.resend_view), name="invitations_invitation_resend"),
             path("bulk/", view(self.bulk_choose_view), name="invitations_invitation_bulk_choose"),
             path("bulk/<uuid:client_id>/", view(self.bulk_view), name="invitations_invitation_bulk"),
+            path("<uuid:object_id>/revoke/", view(self.revoke_view), name="invitations_invitation_revoke"),
             *super().get_urls(),
         ]
 
@@ -169,10 +177,7 @@ class InvitationAdmin(ClientScopedAdminMixin, ClientLinkMixin, ReadOnlyAdminMixi
         """The "Issue invitation" page; its result shows the token and link once (admin_view adds no-store)."""
         if not self.has_add_permission(request):
             raise PermissionDenied
-        form = IssueForm(request.POST or None)
-        # Only the clients (and their applications) this user may see are offered, and accepted.
-        for name in ("client", "application"):
-            form.fields[name].queryset = scope(form.fields[name].queryset, request.user)
+        form = IssueForm(request.POST or None, initial={"client": request.GET.get("client")}, user=request.user)
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
             try:
@@ -232,6 +237,30 @@ class InvitationAdmin(ClientScopedAdminMixin, ClientLinkMixin, ReadOnlyAdminMixi
             ),
             messages.ERROR,
         )  # fmt: skip
+
+    def revoke_view(self, request, object_id):
+        """Revoke this one invitation, from its page: a reason is required, and a refusal keeps it typed."""
+        invitation = get_object_or_404(self.get_queryset(request), pk=object_id)  # hidden: 404 before 403
+        if not self.has_revoke_invitation_permission(request):
+            raise PermissionDenied
+        back = reverse("admin:invitations_invitation_change", args=[invitation.pk])
+        return confirm_one(
+            self, request, invitation, verb="revoke", service=_revoke, asks_reason=True, back_url=back,
+            done=f"Invitation {invitation.code} is revoked.",
+            warning="Its token stops working at once. This cannot be undone.",
+        )  # fmt: skip
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        invitation = self.get_object(request, unquote(object_id))
+        if invitation is not None:
+            pending = invitation.status == Invitation.Status.PENDING
+            resendable = invitation.status in (Invitation.Status.PENDING, Invitation.Status.EXPIRED)
+            extra_context = {
+                **(extra_context or {}),
+                "may_revoke": pending and self.has_revoke_invitation_permission(request),
+                "may_resend": resendable and self.has_resend_invitation_permission(request),
+            }
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def _issued(self, request, invitation, token, title):
         link = invitation_link(invitation.client, invitation.application, token)
@@ -308,7 +337,8 @@ class InvitationAdmin(ClientScopedAdminMixin, ClientLinkMixin, ReadOnlyAdminMixi
         """Paste a token, see every check's verdict. Changes nothing; shows no personal data."""
         if not self.has_view_permission(request):
             raise PermissionDenied
-        token = request.POST.get("token", "") if request.method == "POST" else ""
+        pasted = request.POST.get("token", "") if request.method == "POST" else ""
+        token = tokens.token_from_link(pasted)  # people forward the link, not the token
         verdicts, invitation = check_token(token) if token else ([], None)
         if invitation is not None and not self.get_queryset(request).filter(pk=invitation.pk).exists():
             raise Http404("No such invitation.")  # a valid token of a client this user may not see
@@ -316,8 +346,9 @@ class InvitationAdmin(ClientScopedAdminMixin, ClientLinkMixin, ReadOnlyAdminMixi
             # A rejected token past its signature: the database verdicts describe a hidden client's invitation.
             raise Http404("No such invitation.")
         return self._page(
-            request, "check.html", title="Check a token", token=token, verdicts=verdicts, invitation=invitation
-        )
+            request, "check.html", title="Check a token", pasted=pasted, from_link=token != pasted.strip(),
+            verdicts=verdicts, invitation=invitation,
+        )  # fmt: skip
 
     @staticmethod
     def _token_client_visible(request, token: str) -> bool:

@@ -21,6 +21,7 @@ import re
 import threading
 import time
 from datetime import datetime
+from urllib.parse import parse_qs, urlsplit
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -262,6 +263,29 @@ def decrypt_invitee(claims: dict, keys: ClientKeys) -> dict:
         raise InvitationRejected("client_erased") from None
     except (VaultError, ValueError, binascii.Error):
         raise InvitationRejected("invalid_invitee_data") from None
+
+
+def token_from_link(text: str) -> str:
+    """The token inside an invitation link as people forward it (`…/invitation#token=…`), else the text as given.
+
+    Whitespace and enclosing <>/quotes are dropped first. Looks in the fragment's and the
+    query's `token=`, then the bare fragment, then the path's segments, for the first value shaped
+    like a token; a text with none is returned unchanged, for the checks to reject with their reason.
+    """
+    text = "".join((text or "").split()).strip("<>\"'")  # mail programs wrap long links, some in <…>
+    if not any(mark in text for mark in ("://", "#", "?")):
+        return text
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return text
+    candidates = [
+        *parse_qs(parts.fragment).get("token", []),
+        *parse_qs(parts.query).get("token", []),
+        parts.fragment,
+        *reversed(parts.path.split("/")),
+    ]
+    return next((candidate for candidate in candidates if _TOKEN.fullmatch(candidate)), text)
 
 
 def invitation_link(client, application, token: str) -> str:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import base64
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.shortcuts import get_object_or_404
+from django.db.models import Exists, OuterRef
+from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
@@ -31,6 +32,7 @@ class SecretForm(forms.ModelForm):
         strip=False,
         max_length=services.MAX_SECRET_BYTES,
         help_text="Write-only: never shown here. On an existing secret, leave empty to keep the stored value.",
+        label="Value",
     )
 
     class Meta:
@@ -51,7 +53,12 @@ class SecretForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         if "name" in self.fields:
             self.fields["name"].required = False
-            self.fields["name"].help_text = "Unique within the client; default <provider>-<type>."
+            # Plain words: the admin renders help text as HTML, so "<provider>" would vanish as an unknown tag.
+            self.fields[
+                "name"
+            ].help_text = "Unique within the client. Empty: the provider and type, e.g. stripe-api_key."
+        if "value" in self.fields and not self.instance._state.adding:
+            self.fields["value"].label = "New value"
 
     def clean(self):
         cleaned = super().clean()
@@ -66,7 +73,7 @@ class SecretForm(forms.ModelForm):
 class SecretAdmin(ClientScopedAdminMixin, ClientLinkMixin, ServiceAdminMixin, admin.ModelAdmin):
     form = SecretForm
     list_display = ["name", "client_link", "provider", "secret_type", "is_active", "value_state", "expires_at",
-                    "last_used_at", "usage_count"]  # fmt: skip
+                    "last_used_at"]  # fmt: skip
     list_filter = ["secret_type", "is_active", "client__tier"]
     search_fields = ["name", "provider", "client__code"]
     list_select_related = ["client"]
@@ -81,21 +88,35 @@ class SecretAdmin(ClientScopedAdminMixin, ClientLinkMixin, ServiceAdminMixin, ad
         )
     ]
 
+    def get_queryset(self, request):
+        # Whether the client was erased, for every row at once: an erased client's values are unrecoverable.
+        erased = DataKey.objects.filter(client_id=OuterRef("client_id"), status=DataKey.Status.DESTROYED)
+        return super().get_queryset(request).annotate(client_erased=Exists(erased))
+
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
             return []
         shown = ["client", "provider", "secret_type", "value_state", "usage_count", "last_used_at", "created_at",
                  "updated_at"]  # fmt: skip
-        return [*shown, "reveal_link"] if request.user.has_perm(REVEAL_PERMISSION) else shown
+        may_reveal = request.user.has_perm(REVEAL_PERMISSION) and not getattr(obj, "client_erased", False)
+        return [*shown, "reveal_link"] if may_reveal else shown
 
     def get_fields(self, request, obj=None):
         editable = SecretForm.Meta.fields
         if obj is None:
             return editable
-        return [*editable, *(name for name in self.get_readonly_fields(request, obj) if name not in editable)]
+        if not self.has_change_permission(request, obj):
+            # A view-only page shows every field as text: the write-only value would read "None".
+            editable = [name for name in editable if name != "value"]
+        extra = ["value_state", "usage_count", "last_used_at", "created_at", "updated_at"]
+        if request.user.has_perm(REVEAL_PERMISSION) and not getattr(obj, "client_erased", False):
+            extra.append("reveal_link")
+        return [*editable, *(name for name in extra if name not in editable)]
 
-    @admin.display(description="value")
+    @admin.display(description="stored value")
     def value_state(self, secret):
+        if getattr(secret, "client_erased", False):
+            return "unrecoverable (client erased)"
         return f"set (data key v{secret.data_key_version})" if secret.ciphertext else "not set"
 
     @admin.display(description="reveal")
@@ -143,6 +164,11 @@ class SecretAdmin(ClientScopedAdminMixin, ClientLinkMixin, ServiceAdminMixin, ad
         secret = get_object_or_404(self.get_queryset(request).select_related("client"), pk=object_id)
         if not request.user.has_perm(REVEAL_PERMISSION):
             raise PermissionDenied
+        if secret.client_erased:
+            self.message_user(
+                request, f"Client {secret.client.code} was erased: this value is unrecoverable.", messages.ERROR
+            )
+            return redirect("admin:vault_secret_change", secret.pk)
         if refusal := require_elevation(request):
             return refusal
         value, binary, size, error = None, False, 0, ""

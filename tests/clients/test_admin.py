@@ -145,7 +145,7 @@ def test_deactivate_asks_for_confirmation_then_applies(client, staff, make_clien
     confirm = client.post(url, form)
     assert confirm.status_code == 200
     page = confirm.content.decode()
-    assert "Deactivate clients?" in page and "acme" in page and "globex" in page
+    assert "Deactivate 2 clients?" in page and "acme" in page and "globex" in page
     assert Client.objects.filter(status="deactivated").count() == 0  # nothing happens before confirming
 
     done = client.post(url, {**form, "confirmed": "yes", "reason": "contract ended"}, follow=True)

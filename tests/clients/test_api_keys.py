@@ -153,7 +153,7 @@ def test_the_admin_shows_the_key_once_and_revokes_with_confirmation(client, make
 
     url = reverse("admin:clients_apikey_changelist")
     form = {"action": "revoke_selected", "_selected_action": [str(api_key.pk)]}
-    assert "Revoke API keys?" in client.post(url, form).content.decode()
+    assert "Revoke 1 API key?" in client.post(url, form).content.decode()
     assert ApiKey.objects.get().revoked_at is None
     client.post(url, {**form, "confirmed": "yes"})
     assert ApiKey.objects.get().revoked_at is not None

@@ -53,7 +53,7 @@ def test_issuing_shows_the_link_once_and_nowhere_else(client, staff, world):
         text = response.content.decode()
         assert response.status_code == 200 and token not in text
         assert ADA.full_name not in text and ADA.company_email not in text
-    assert invitation.code in later[3].content.decode() and "1 of 1000 seats" in later[3].content.decode()
+    assert invitation.code in later[3].content.decode() and "1 of 1,000" in later[3].content.decode()
     assert AuditEvent.objects.get(action="invitation.issued").actor_label == "staff"
 
 
@@ -76,7 +76,7 @@ def test_revoke_asks_for_confirmation_and_a_reason(client, staff, issue):
     invitation, _ = issue()
     url = reverse("admin:invitations_invitation_changelist")
     form = {"action": "revoke_selected", "_selected_action": [str(invitation.pk)]}
-    assert "Revoke invitations?" in client.post(url, form).content.decode()
+    assert "Revoke 1 invitation?" in client.post(url, form).content.decode()
     assert Invitation.objects.get().status == "pending"
     client.post(url, {**form, "confirmed": "yes", "reason": "wrong address"})
     invitation.refresh_from_db()

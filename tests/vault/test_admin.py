@@ -159,9 +159,9 @@ def test_rotating_a_clients_data_key_from_the_client_list(client, staff, make_cl
     acme = make_client("acme")
     url = reverse("admin:clients_client_changelist")
     form = {"action": "rotate_the_data_key_of_selected", "_selected_action": [str(acme.pk)]}
-    assert "Rotate the data key of clients?" in client.post(url, form).content.decode()
+    assert "Rotate the data key of 1 client?" in client.post(url, form).content.decode()
     done = client.post(url, {**form, "confirmed": "yes"}, follow=True)
-    assert "Rotated the data key of 1 clients." in done.content.decode()
+    assert "Rotated the data key of 1 client." in done.content.decode()
     assert DataKey.objects.get(client=acme, status="active").version == 2
 
 
