@@ -33,7 +33,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import drop_database, say, setup_django
 
-ACTIONS = ["client.updated", "application.updated", "secret.used", "secret.revealed", "invitation.issued"]
+ACTIONS = [
+    "client.updated", "application.updated", "secret.used", "secret.revealed", "invitation.issued", "staff.login",
+]  # fmt: skip
 FLOOR_SAMPLE = 200_000
 
 
