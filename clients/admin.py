@@ -15,6 +15,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.http import urlencode
 from django.utils.safestring import mark_safe
 
 from api.selectors import usage_by_class
@@ -140,7 +141,7 @@ class ClientAdmin(ClientScopedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
     list_select_related = ["tier"]
     readonly_fields = [
         "id", "status", "deactivated_at", "created_at", "updated_at", "usage", "api_usage", "recent_invitations",
-        "staff_access",
+        "staff_access", "audit_trail",
     ]  # fmt: skip
     inlines = [ApplicationInline]
     actions = [
@@ -253,7 +254,13 @@ class ClientAdmin(ClientScopedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
             ),
             ("Invitations", {"fields": ["recent_invitations"]}),
             ("Staff access", {"fields": ["staff_access"]}),
+            ("Audit trail", {"fields": ["audit_trail"]}),
         ]
+
+    @admin.display(description="trail")
+    def audit_trail(self, client):
+        url = reverse("admin:audit_auditevent_changelist") + "?" + urlencode({"client": str(client.pk)})
+        return format_html('<a href="{}">Audit events of {}</a>', url, client.code)
 
     @admin.display(description="applications", ordering="application_count")
     def application_count(self, client):
