@@ -221,16 +221,16 @@ class OccurredBetweenFilter(admin.ListFilter):
     @staticmethod
     def _parse(raw: str, *, end: bool) -> datetime | None:
         try:
-            moment = parse_datetime(raw)
-            day = None if moment else parse_date(raw)
+            day = parse_date(raw)  # first: Python reads a bare date as a datetime at midnight too
+            moment = None if day else parse_datetime(raw)
         except ValueError:
             return None
-        if moment is not None:
-            return moment if timezone.is_aware(moment) else timezone.make_aware(moment)
-        if day is None:
+        if day is not None:
+            # "to" a date includes that whole day.
+            return timezone.make_aware(datetime.combine(day + timedelta(days=1) if end else day, time.min))
+        if moment is None:
             return None
-        # "to" a date includes that whole day.
-        return timezone.make_aware(datetime.combine(day + timedelta(days=1) if end else day, time.min))
+        return moment if timezone.is_aware(moment) else timezone.make_aware(moment)
 
     def has_output(self):
         return True
