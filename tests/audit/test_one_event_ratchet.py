@@ -1,6 +1,6 @@
 """Ratchet: every service that writes records exactly one audit event per operation.
 
-Every public function with an `actor` in an app's `services.py` is found by inspection; each must
+Every public function with a keyword-only `actor` in an app's `services.py` is found by inspection; each must
 have a scenario here (run, then exactly one new event) or an exemption that says why it records
 another number (batch operations record one event per batch). A new service without either, or a
 service that starts recording zero or two events for one operation, fails this test.
@@ -13,6 +13,7 @@ import inspect
 
 from django.conf import settings
 from django.contrib.auth.models import Group, User
+from django.db import transaction
 from django_otp.oath import totp
 
 from audit import services as audit_services
@@ -35,21 +36,42 @@ EXEMPT = {
 }
 
 
+# Operations that are several services in one transaction, each recording its own part: the exact actions are
+# declared, so a part that stops (or starts) recording still fails. Found by this ratchet; folding them into one
+# event each changes what other tests and the docs promise, so it is left to a decision (docs/audit.md).
+COMPOSITE = {
+    "clients.services.create_client": ["client.created", "data_key.created"],
+    "staff.services.create_staff_user": ["staff.user_created", "staff.groups_changed"],
+    "clients.services.erase_client": ["data_key.destroyed", "client.deactivated", "client.erased"],
+}
+
+
 def writing_services() -> set[str]:
     found = set()
     for app in APPS:
         module = importlib.import_module(f"{app}.services")
         for name, function in inspect.getmembers(module, inspect.isfunction):
             own = function.__module__ == module.__name__ and not name.startswith("_")
-            if own and "actor" in inspect.signature(function).parameters:
+            actor = inspect.signature(function).parameters.get("actor")
+            # The services' convention: `*, actor` (keyword-only, no default). Helpers taking an actor positionally
+            # (actor_fields) only describe one.
+            if own and actor is not None and actor.kind is inspect.Parameter.KEYWORD_ONLY:
                 found.add(f"{app}.services.{name}")
     return found
+
+
+def in_transaction(operation):
+    def run():
+        with transaction.atomic(using=settings.CONSOLE_DB_ALIAS):
+            operation()
+
+    return run
 
 
 def scenarios(make_client, settings_fixture):
     """(service, operation) in the order they run; each operation is one call of the service (None: set-up)."""
     acme = make_client("acme")
-    doomed = make_client("doomed")
+    doomed, shredded = make_client("doomed"), make_client("shredded")
     state: dict = {}
     user = staff_services.create_staff_user(actor=None, username="ada", email="ada@thepia.net", role="Support")
     group = Group.objects.get(name="Auditor")
@@ -91,6 +113,7 @@ def scenarios(make_client, settings_fixture):
         )
 
     return [
+        (None, lambda: vault_services.rotate_signing_key(actor=None)),  # invitations are signed
         ("clients.services.create_client", lambda: make_client("globex")),
         ("clients.services.update_client", lambda: client_services.update_client(actor=None, client=acme,
                                                                                   legal_name="Acme Two")),
@@ -123,10 +146,11 @@ def scenarios(make_client, settings_fixture):
         ("staff.services.revoke_group_client_access", lambda: staff_services.revoke_group_client_access(
             actor=None, group=group, client=acme)),
         ("staff.services.add_to_group", lambda: staff_services.add_to_group(actor=None, user=user, group=group)),
-        ("staff.services.record_groups_changed", lambda: staff_services.record_groups_changed(
-            actor=None, user=user, before=[])),
-        ("staff.services.record_permissions_changed", lambda: staff_services.record_permissions_changed(
-            actor=None, holder=user, before=[], after=["audit.view_auditevent"])),
+        # These two record inside the admin's save, in its transaction.
+        ("staff.services.record_groups_changed", in_transaction(lambda: staff_services.record_groups_changed(
+            actor=None, user=user, before=[]))),
+        ("staff.services.record_permissions_changed", in_transaction(lambda: staff_services.record_permissions_changed(
+            actor=None, holder=user, before=[], after=["audit.view_auditevent"]))),
         ("staff.services.start_totp_enrolment", start_totp),
         ("staff.services.confirm_totp_enrolment", confirm_totp),
         ("staff.services.reset_second_factor", lambda: staff_services.reset_second_factor(actor=None, user=user)),
@@ -144,9 +168,9 @@ def scenarios(make_client, settings_fixture):
                                                                                        secret=state["secret"])),
         ("vault.services.delete_secret", lambda: vault_services.delete_secret(actor=None, secret=state["secret"])),
         ("vault.services.rotate_signing_key", lambda: vault_services.rotate_signing_key(actor=None)),
-        ("vault.services.destroy_data_keys", lambda: vault_services.destroy_data_keys(actor=None, client=doomed)),
         ("clients.services.erase_client", lambda: client_services.erase_client(actor=None, client=doomed,
                                                                                 confirm="doomed")),
+        ("vault.services.destroy_data_keys", lambda: vault_services.destroy_data_keys(actor=None, client=shredded)),
         (None, rotate_master_key),
         ("vault.services.retire_master_key", lambda: vault_services.retire_master_key(
             actor=None, key_id=state["old_master"])),
@@ -156,7 +180,7 @@ def scenarios(make_client, settings_fixture):
 
 
 def test_exemptions_name_existing_services():
-    assert not set(EXEMPT) - writing_services(), "an exemption names a service that no longer exists"
+    assert not (set(EXEMPT) | set(COMPOSITE)) - writing_services(), "an exemption names a service that is gone"
 
 
 def test_each_writing_service_records_exactly_one_event_per_operation(committed, make_client, settings):
@@ -169,7 +193,8 @@ def test_each_writing_service_records_exactly_one_event_per_operation(committed,
         operation()
         if name is None:  # set-up for the next step
             continue
-        recorded = list(AuditEvent.objects.filter(id__gt=last).values_list("action", flat=True))
-        if len(recorded) != 1:
+        recorded = list(AuditEvent.objects.filter(id__gt=last).order_by("id").values_list("action", flat=True))
+        expected = COMPOSITE.get(name)
+        if (expected is None and len(recorded) != 1) or (expected is not None and recorded != expected):
             wrong.append(f"{name}: {len(recorded)} events {recorded}")
     assert not wrong, "one operation, one event:\n" + "\n".join(wrong)
