@@ -65,6 +65,11 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--rounds", type=int, default=15, help="changelist requests per case and database (default 15)")
     parser.add_argument("--skip-verify", action="store_true", help="time only the changelist")
+    parser.add_argument(
+        "--baseline-verification",
+        metavar="FILE",
+        help="also time this other version of audit/verification.py, right after the current one",
+    )
     args = parser.parse_args()
     for name in ("clients", "events", "rounds"):
         if getattr(args, name) < 1:
@@ -201,9 +206,21 @@ def floor(args) -> float:
     return len(encoded) / (time.perf_counter() - began)
 
 
-def verify() -> tuple[float, int, dict, int, int]:
+def baseline_module(path: str):
+    """Another version of audit/verification.py (e.g. `git show <commit>:audit/verification.py > old.py`), to time
+    side by side with the current one."""
+    import importlib.util  # noqa: PLC0415
+
+    spec = importlib.util.spec_from_file_location("baseline_verification", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def verify(verification=None) -> tuple[float, int, dict, int, int]:
     """verify_database over the whole trail: (seconds, events, problems by kind, peak RSS before, after) in KiB."""
-    from audit import verification  # noqa: PLC0415
+    if verification is None:
+        from audit import verification  # noqa: PLC0415
 
     problems: dict[str, int] = {}
 
@@ -326,6 +343,14 @@ def main() -> None:
     say(f"verify_audit (whole trail, console role)   {rate:>12,.0f} events/s  ({seconds:.1f} s)")
     say(f"ratio verify / floor                       {rate / floor_rate:>12.3f}   (target ≥ 0.5)")
     say(f"problems found: {problems or 'none'}")
+    if args.baseline_verification:
+        base_seconds, base_events, base_problems, _, _ = verify(baseline_module(args.baseline_verification))
+        base_rate = base_events / base_seconds
+        name = Path(args.baseline_verification).name
+        say(f"baseline {name:<33} {base_rate:>12,.0f} events/s  ({base_seconds:.1f} s)")
+        say(f"ratio baseline / floor                     {base_rate / floor_rate:>12.3f}")
+        say(f"speed-up current / baseline                {rate / base_rate:>12.2f}")
+        say(f"baseline problems found: {base_problems or 'none'}")
     say(f"peak RSS before / after verify: {rss_before / 1024:.0f} MiB / {rss_after / 1024:.0f} MiB")
     if args.drop:
         drop_database(args.database)
