@@ -13,6 +13,7 @@ from django.db.models import CharField, Value
 from django.db.models.functions import Cast
 
 from audit.models import HASHED_COLUMNS, KNOWN_ACTIONS, AuditEvent
+from config.routers import read_alias
 
 CHAIN_FIELDS = ("id", "seq", "prev_hash", "hash", "key_id", "mac")
 # Every column verification needs, in the order exports carry them.
@@ -32,8 +33,9 @@ def exported_value(name: str, value: Any) -> Any:
 
 def events_in_chain_order(*, client_id=None, since: datetime | None = None) -> Iterator[dict[str, Any]]:
     """Every event (or one client's, or from `since` on) by chain, then seq: the unique index's order, streamed
-    through a server-side cursor in chunks, so memory stays constant whatever the trail's size."""
-    events = AuditEvent.objects.all()
+    through a server-side cursor in chunks, so memory stays constant whatever the trail's size. Read from the
+    replica when one is configured (an export is a long read; its own event was written on `console` before)."""
+    events = AuditEvent.objects.using(read_alias())
     if client_id is not None:
         events = events.filter(client_id=client_id)
     if since is not None:

@@ -184,6 +184,17 @@ def test_actor_filter_and_its_autocomplete(client, staff, make_client):
     assert events_on(bad) == [] and "Unknown actor" in bad.content.decode()
 
 
+def test_autocomplete_filters_load_the_admins_own_select2_in_order(client, staff, make_client):
+    make_client("acme")
+    page = get(client).content.decode()
+    scripts = re.findall(r'<script src="/static/([^"]+)"', page)
+    wanted = ["admin/js/vendor/jquery/jquery.js", "admin/js/vendor/select2/select2.full.js",
+              "admin/js/jquery.init.js", "admin/js/autocomplete.js", "audit/changelist_filters.js"]  # fmt: skip
+    assert [script for script in scripts if script in wanted] == wanted
+    assert 'class="admin-autocomplete audit-autocomplete-filter"' in page
+    assert reverse("admin:audit_auditevent_clients") in page and reverse("admin:audit_auditevent_actors") in page
+
+
 def test_actor_type_filter(client, staff, make_client):
     acme = make_client("acme")
     write("client.updated", client=acme, actor=staff)
