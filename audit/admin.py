@@ -289,6 +289,8 @@ class KeysetChangeList(ChangeList):
     def get_results(self, request):
         per_page = self.list_per_page
         cursor = self._cursor(request)
+        for name in CURSOR_PARAMETERS:
+            self.params.pop(name, None)  # the search form's hidden fields: a new search starts from the newest
         rows = self.queryset
         if cursor is not None:
             direction, moment, event_id = cursor

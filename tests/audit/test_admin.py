@@ -87,6 +87,7 @@ def test_keyset_pages_walk_every_event_once_newest_first_and_back(client, staff,
     back = get(client, pages[2].context["cl"].newer_url)
     assert [e.pk for e in events_on(back)] == [e.pk for e in events_on(pages[1])]
     assert pages[0].context["cl"].newer_url is None and "newest" in pages[1].content.decode()
+    assert 'name="older"' not in pages[1].content.decode()  # a new search or date starts from the newest
 
 
 def test_no_count_query_and_the_same_queries_on_the_first_and_a_deep_page(client, staff, make_client, small_pages):
