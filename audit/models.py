@@ -125,6 +125,9 @@ class AuditEvent(models.Model):
             models.Index(fields=["action", "-occurred_at"], name="auditevent_action_time"),
             models.Index(fields=["actor_type", "actor_id", "-occurred_at"], name="auditevent_actor_time"),
             models.Index(fields=["target_type", "target_id"], name="auditevent_target"),
+            # The changelist's exact searches; its substring searches use trigram indexes (migration 0006).
+            models.Index(fields=["target_id"], name="auditevent_target_id"),
+            models.Index(fields=["request_id"], name="auditevent_request"),
         ]
         permissions = [("export_auditevent", "Can export audit events")]
 

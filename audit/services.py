@@ -91,10 +91,14 @@ def actor_fields(actor) -> tuple[str, str, str]:
     raise TypeError(f"unsupported audit actor: {type(actor).__name__}")
 
 
+# json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str), without building an encoder per call
+# (verify_audit hashes millions of rows).
+_canonical_json = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str).encode
+
+
 def event_hash(prev_hash: str, fields: dict[str, Any]) -> str:
     """SHA-256 over the previous hash and the event's canonical JSON: editing any field breaks the chain."""
-    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(f"{prev_hash}\n{canonical}".encode()).hexdigest()
+    return hashlib.sha256(f"{prev_hash}\n{_canonical_json(fields)}".encode()).hexdigest()
 
 
 def hashed_fields(values: dict[str, Any]) -> dict[str, Any]:

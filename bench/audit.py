@@ -14,6 +14,11 @@ FLOWS_AUDIT_KEYS) with COPY and the triggers off, then times:
   verify_audit  verification.verify_database() over every chain, as the console role, through
                 the server-side cursor, with the peak resident memory before and after.
 
+With `--changelist-against DATABASE` (a second benchmark database, loaded before with fewer events),
+it also times the audit changelist in both, request by request, through Django's test client as a
+superuser: the first page, page 1,000 (by its keyset cursor), filtered by client, by one day, and
+searched by part of a label, with each page's query count.
+
 The data stays for the next run (loading is skipped when the sizes match); `--drop` removes it.
 """
 
@@ -24,16 +29,20 @@ import hashlib
 import json
 import random
 import resource
+import statistics
 import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import drop_database, say, setup_django
 
-ACTIONS = ["client.updated", "application.updated", "secret.used", "secret.revealed", "invitation.issued"]
+ACTIONS = [
+    "client.updated", "application.updated", "secret.used", "secret.revealed", "invitation.issued", "staff.login",
+]  # fmt: skip
 FLOOR_SAMPLE = 200_000
 
 
@@ -49,12 +58,25 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--reload", action="store_true", help="regenerate the data even when the sizes match")
     parser.add_argument("--drop", action="store_true", help="drop the benchmark database afterwards")
     parser.add_argument("--seed", type=int, default=42, help="random seed for the generated data (default 42)")
+    parser.add_argument(
+        "--changelist-against",
+        metavar="DATABASE",
+        help="also time the audit changelist here and in DATABASE (loaded before with its own --events), side by side",
+    )
+    parser.add_argument("--rounds", type=int, default=15, help="changelist requests per case and database (default 15)")
+    parser.add_argument("--skip-verify", action="store_true", help="time only the changelist")
+    parser.add_argument(
+        "--baseline-verification",
+        metavar="FILE",
+        help="also time this other version of audit/verification.py, right after the current one",
+    )
     args = parser.parse_args()
-    for name in ("clients", "events"):
+    for name in ("clients", "events", "rounds"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
-    if not args.database.replace("_", "").isalnum():
-        parser.error("--database must be letters, digits and underscores")
+    for database in (args.database, args.changelist_against or "x"):
+        if not database.replace("_", "").isalnum():
+            parser.error("--database and --changelist-against must be letters, digits and underscores")
     return args
 
 
@@ -123,7 +145,8 @@ def load(args) -> None:
         cursor.execute(f"SELECT (SELECT count(*) FROM {clients_table}), (SELECT count(*) FROM {events_table})")
         have = cursor.fetchone()
         transaction.set_rollback(True, using="default")
-    if have == (args.clients, args.events) and not args.reload:
+    # The changelist benchmark signs a staff user in, which records a few staff.login events of its own.
+    if have[0] == args.clients and args.events <= have[1] < args.events + 1000 and not args.reload:
         say(f"data present: {have[0]:,} clients, {have[1]:,} audit events (--reload regenerates)")
         return
 
@@ -183,9 +206,22 @@ def floor(args) -> float:
     return len(encoded) / (time.perf_counter() - began)
 
 
-def verify() -> tuple[float, int, dict, int, int]:
+def baseline_module(path: str):
+    """Another version of audit/verification.py (e.g. `git show <commit>:audit/verification.py > old.py`), to time
+    side by side with the current one."""
+    import importlib.util  # noqa: PLC0415
+
+    spec = importlib.util.spec_from_file_location("baseline_verification", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def verify(verification=None) -> tuple[float, int, dict, int, int]:
     """verify_database over the whole trail: (seconds, events, problems by kind, peak RSS before, after) in KiB."""
-    from audit import verification  # noqa: PLC0415
+    if verification is None:
+        from audit import verification  # noqa: PLC0415
 
     problems: dict[str, int] = {}
 
@@ -199,6 +235,99 @@ def verify() -> tuple[float, int, dict, int, int]:
     return seconds, summary.events, problems, rss_before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
+def point_at(database: str) -> None:
+    """Every alias at `database`, reconnecting (the comparison alternates between two databases)."""
+    from django.conf import settings  # noqa: PLC0415
+    from django.db import connections  # noqa: PLC0415
+
+    connections.close_all()
+    for alias in settings.DATABASES:
+        settings.DATABASES[alias]["NAME"] = database
+        connections[alias].settings_dict["NAME"] = database
+
+
+def changelist_cases() -> dict[str, str]:
+    """The investigator's requests, as query strings, computed from the data in the current database."""
+    from audit.models import AuditEvent  # noqa: PLC0415
+    from clients.models import Client  # noqa: PLC0415
+
+    # Page 1,000 with every event shown (sign-ins too), reached as the "older" links reach it: by its cursor.
+    deep = AuditEvent.objects.order_by("-occurred_at", "-id").values_list("occurred_at", "id")[49_950]
+    client = Client.objects.get(code="bench-00042")
+    middle = AuditEvent.objects.order_by("-occurred_at").values_list("occurred_at", flat=True)[1000].date()
+    return {
+        "first page": "",
+        "page 1,000": "?" + urlencode({"sign_ins": "shown", "older": f"{deep[0].isoformat()}|{deep[1]}"}),
+        "filtered by client": "?" + urlencode({"client": str(client.pk)}),
+        "filtered by date (one day)": "?" + urlencode({"occurred_from": middle, "occurred_to": middle}),
+        "searched (part of a label)": "?" + urlencode({"q": "bench-04242"}),
+    }
+
+
+def changelist(args, databases: list[str]) -> dict[str, dict[str, tuple[float, float, int, int]]]:
+    """Per case and database: (median seconds, median seconds in SQL, queries, rows shown) of the audit changelist
+    through the test client,
+    as a superuser; the databases alternate request by request so that drift hits them alike."""
+    from django.conf import settings  # noqa: PLC0415
+    from django.contrib.auth.models import User  # noqa: PLC0415
+    from django.db import connections  # noqa: PLC0415
+    from django.test import Client  # noqa: PLC0415
+    from django.test.utils import CaptureQueriesContext, setup_test_environment  # noqa: PLC0415
+    from django.urls import reverse  # noqa: PLC0415
+
+    setup_test_environment()
+    settings.FLOWS_STAFF_REQUIRE_MFA = False  # the bench user has no second factor; sign-in is not what is timed
+    url = reverse("admin:audit_auditevent_changelist")
+    browsers, cases = {}, {}
+    for database in databases:
+        point_at(database)
+        user = User.objects.filter(username="bench-auditor").first() or User.objects.create_superuser(
+            "bench-auditor", "auditor@bench.test", None
+        )
+        browsers[database] = Client()
+        browsers[database].force_login(user)
+        cases[database] = changelist_cases()
+    results: dict[str, dict[str, tuple[float, int, int]]] = {}
+    for case in cases[databases[0]]:
+        samples: dict[str, list[float]] = {database: [] for database in databases}
+        in_sql: dict[str, list[float]] = {database: [] for database in databases}
+        counts: dict[str, tuple[int, int]] = {}
+        for round_number in range(args.rounds + 1):
+            order = databases if round_number % 2 == 0 else list(reversed(databases))
+            for database in order:
+                point_at(database)
+                browsers[database].get(url + cases[database][case])  # connect and warm this database's caches
+                with CaptureQueriesContext(connections["console"]) as queries:
+                    began = time.perf_counter()
+                    response = browsers[database].get(url + cases[database][case])
+                    elapsed = time.perf_counter() - began
+                assert response.status_code == 200, (case, database, response.status_code)
+                if round_number:  # the first round only warms up
+                    samples[database].append(elapsed)
+                    in_sql[database].append(sum(float(query["time"]) for query in queries.captured_queries))
+                counts[database] = (len(queries), len(response.context["cl"].result_list))
+        results[case] = {
+            db: (statistics.median(samples[db]), statistics.median(in_sql[db]), *counts[db]) for db in databases
+        }
+    return results
+
+
+def report_changelist(args, results, databases: list[str]) -> None:
+    small, large = databases[1], databases[0]
+    say("")
+    say(f"audit changelist as a superuser through the test client, median of {args.rounds} requests per cell")
+    say(f"(of which in SQL: the queries' own time; queries and rows shown: {small} / {large})")
+    say(f"{'case':<28} {small:>22} {large:>22} {'ratio':>6}  {'SQL ms':>15} {'ratio':>6}  queries   rows")
+    for case, by_database in results.items():
+        (small_s, small_sql, small_q, small_rows) = by_database[small]
+        (large_s, large_sql, large_q, large_rows) = by_database[large]
+        say(
+            f"{case:<28} {small_s * 1000:>19.1f} ms {large_s * 1000:>19.1f} ms {large_s / small_s:>6.2f}"
+            f"  {small_sql * 1000:>6.1f} / {large_sql * 1000:<6.1f} {large_sql / small_sql:>6.2f}"
+            f"  {small_q:>3} / {large_q:<3} {small_rows:>3} / {large_rows:<3}"
+        )
+
+
 def main() -> None:
     args = parse_args()
     setup_django(args.database)
@@ -208,6 +337,12 @@ def main() -> None:
     with django.db.connections["console"].cursor() as cursor:
         cursor.execute("SELECT version()")
         version = cursor.fetchone()[0].split(",")[0]
+    if args.changelist_against:
+        databases = [args.database, args.changelist_against]
+        report_changelist(args, changelist(args, databases), databases)
+        point_at(args.database)
+    if args.skip_verify:
+        return
     floor_rate = floor(args)
     seconds, events, problems, rss_before, rss_after = verify()
     rate = events / seconds
@@ -217,6 +352,14 @@ def main() -> None:
     say(f"verify_audit (whole trail, console role)   {rate:>12,.0f} events/s  ({seconds:.1f} s)")
     say(f"ratio verify / floor                       {rate / floor_rate:>12.3f}   (target ≥ 0.5)")
     say(f"problems found: {problems or 'none'}")
+    if args.baseline_verification:
+        base_seconds, base_events, base_problems, _, _ = verify(baseline_module(args.baseline_verification))
+        base_rate = base_events / base_seconds
+        name = Path(args.baseline_verification).name
+        say(f"baseline {name:<33} {base_rate:>12,.0f} events/s  ({base_seconds:.1f} s)")
+        say(f"ratio baseline / floor                     {base_rate / floor_rate:>12.3f}")
+        say(f"speed-up current / baseline                {rate / base_rate:>12.2f}")
+        say(f"baseline problems found: {base_problems or 'none'}")
     say(f"peak RSS before / after verify: {rss_before / 1024:.0f} MiB / {rss_after / 1024:.0f} MiB")
     if args.drop:
         drop_database(args.database)

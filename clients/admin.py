@@ -223,7 +223,7 @@ class ClientAdmin(ClientScopedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
     list_filter = [ClientStatusFilter, "tier", "region"]
     search_fields = ["code", "legal_name", "domain"]
     list_select_related = ["tier"]
-    readonly_fields = ["id", "state", "state_since", "created_at", "updated_at", "staff_access"]
+    readonly_fields = ["id", "state", "state_since", "created_at", "updated_at", "staff_access", "audit_trail"]
     inlines = [ApplicationInline]
     actions = [
         confirmed_action(
@@ -372,6 +372,7 @@ class ClientAdmin(ClientScopedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
             (None, {"fields": main}),
             ("Status", {"fields": ["state", "state_since", "id", "created_at", "updated_at"]}),
             ("Staff access", {"fields": ["staff_access"]}),
+            ("Audit trail", {"fields": ["audit_trail"]}),
         ]
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
@@ -431,6 +432,11 @@ class ClientAdmin(ClientScopedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
             hub["trail_url"] = reverse("admin:audit_auditevent_changelist") + "?" + urlencode({"client": client.code})
         hub["hub_limit"] = limit
         return hub
+
+    @admin.display(description="trail")
+    def audit_trail(self, client):
+        url = reverse("admin:audit_auditevent_changelist") + "?" + urlencode({"client": str(client.pk)})
+        return format_html('<a href="{}">Audit events of {}</a>', url, client.code)
 
     @admin.display(description="applications", ordering="application_count")
     def application_count(self, client):

@@ -26,3 +26,11 @@ class TenancyRouter:
 
     def allow_migrate(self, db, app_label, model_name=None, **hints):
         return db == DEFAULT_DB_ALIAS
+
+
+def read_alias() -> str:
+    """The alias for heavy staff-side reads (the audit changelist, exports): `replica` when configured, else `console`.
+
+    Same roles and policies on the replica, so the same scoping holds; writes never go there.
+    """
+    return "replica" if "replica" in settings.DATABASES else settings.CONSOLE_DB_ALIAS

@@ -7,7 +7,9 @@ from django.contrib import admin
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group, User
 from django.db import transaction
-from django.utils.html import format_html_join
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.http import urlencode
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
@@ -37,11 +39,22 @@ class ElevatedChangesMixin:
 class AuditedUserAdmin(ElevatedChangesMixin, UserAdmin):
     """Saves run in the admin's transaction on the console alias, so each event commits with its change."""
 
-    readonly_fields = ["granted_clients"]
-    fieldsets = [*UserAdmin.fieldsets, ("Client access", {"fields": ["granted_clients"]})]
+    readonly_fields = ["granted_clients", "caused_events"]
+    fieldsets = [
+        *UserAdmin.fieldsets,
+        ("Client access", {"fields": ["granted_clients"]}),
+        ("Audit trail", {"fields": ["caused_events"]}),
+    ]
 
     def has_delete_permission(self, request, obj=None):
         return False  # staff users are deactivated, never deleted: their audit events keep naming them
+
+    @admin.display(description="events")
+    def caused_events(self, user):
+        if user.pk is None:
+            return "—"
+        url = reverse("admin:audit_auditevent_changelist") + "?" + urlencode({"actor": f"user:{user.pk}"})
+        return format_html('<a href="{}">Audit events caused by {}</a>', url, user.get_username())
 
     @admin.display(description="granted clients")
     def granted_clients(self, user):

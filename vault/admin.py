@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import secrets
 
 from django import forms
 from django.contrib import admin, messages
@@ -159,7 +160,12 @@ class SecretAdmin(ClientScopedAdminMixin, ClientLinkMixin, ServiceAdminMixin, ad
         return [reveal, *super().get_urls()]
 
     def reveal_view(self, request, object_id):
-        """Ask for a reason, then show the value once: never in a list, a form, a message or a log."""
+        """Ask for a reason, then show the value once: never in a list, a form, a message or a log.
+
+        Each form carries a one-time nonce kept in the session; the POST consumes it. Reloading the
+        page that shows the value re-posts a spent nonce: that reveals nothing, records nothing, and
+        redirects to a fresh form. The value itself is never stored, not even in the session.
+        """
         # A secret of a client the user may not see answers 404 before any permission check (DESIGN §9).
         secret = get_object_or_404(self.get_queryset(request).select_related("client"), pk=object_id)
         if not request.user.has_perm(REVEAL_PERMISSION):
@@ -173,6 +179,14 @@ class SecretAdmin(ClientScopedAdminMixin, ClientLinkMixin, ServiceAdminMixin, ad
             return refusal
         value, binary, size, error = None, False, 0, ""
         if request.method == "POST":
+            if not _spend_reveal_nonce(request, secret, request.POST.get("nonce", "")):
+                self.message_user(
+                    request,
+                    "That reveal form was already used (a reload?): the value is shown once per reveal. "
+                    "Reveal it again if you still need it; that is recorded again.",
+                    messages.WARNING,
+                )
+                return redirect("admin:vault_secret_reveal", secret.pk)
             try:
                 revealed = services.reveal_secret(
                     actor=request.user, secret=secret, reason=request.POST.get("reason", "")
@@ -193,9 +207,33 @@ class SecretAdmin(ClientScopedAdminMixin, ClientLinkMixin, ServiceAdminMixin, ad
             "size": size,
             "error": error,
             "reason": request.POST.get("reason", ""),
+            "nonce": None if value is not None else _issue_reveal_nonce(request, secret),
             "elevated_until": elevated_until(request),
         }
         return TemplateResponse(request, "admin/vault/secret/reveal.html", context)  # admin_view adds no-store
+
+
+REVEAL_NONCES = "vault_reveal_nonces"
+# Open reveal forms kept per session (several tabs); the oldest is forgotten first.
+MAX_REVEAL_NONCES = 10
+
+
+def _issue_reveal_nonce(request, secret) -> str:
+    nonce = secrets.token_urlsafe(16)
+    pending = request.session.get(REVEAL_NONCES, {})
+    pending[nonce] = str(secret.pk)
+    request.session[REVEAL_NONCES] = dict(list(pending.items())[-MAX_REVEAL_NONCES:])
+    return nonce
+
+
+def _spend_reveal_nonce(request, secret, nonce: str) -> bool:
+    """True once per issued form of this secret: the nonce leaves the session here."""
+    pending = request.session.get(REVEAL_NONCES, {})
+    if not nonce or pending.get(nonce) != str(secret.pk):
+        return False
+    del pending[nonce]
+    request.session[REVEAL_NONCES] = pending
+    return True
 
 
 @admin.register(SecretAccess)

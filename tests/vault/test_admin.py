@@ -52,6 +52,12 @@ def add_secret(client, acme, **extra):
     return client.post(reverse("admin:vault_secret_add"), form, follow=True)
 
 
+def reveal(client, url: str, reason: str):
+    """Open the reveal form (which issues its one-time nonce), then submit it."""
+    nonce = client.get(url).context["nonce"]
+    return client.post(url, {"reason": reason, "nonce": nonce})
+
+
 def test_adding_and_editing_never_shows_the_value(client, staff, make_client, caplog):
     caplog.set_level(logging.DEBUG)
     acme = make_client("acme")
@@ -109,11 +115,11 @@ def test_reveal_asks_for_a_reason_shows_the_value_once_and_logs_it(client, staff
         and VALUE not in asked.content.decode()
         and "Reason (required)" in asked.content.decode()
     )
-    no_reason = client.post(url, {"reason": ""})
+    no_reason = reveal(client, url, "")
     assert VALUE not in no_reason.content.decode() and "Say why" in no_reason.content.decode()
     assert not SecretAccess.objects.filter(access_type="reveal").exists()
 
-    shown = client.post(url, {"reason": "Stripe dashboard migration"})
+    shown = reveal(client, url, "Stripe dashboard migration")
     assert VALUE in shown.content.decode()
     assert "no-store" in shown["Cache-Control"]
     access = SecretAccess.objects.get(access_type="reveal")
@@ -125,12 +131,39 @@ def test_a_binary_value_is_revealed_base64_encoded_with_a_note(client, staff, ma
     certificate = b"0\x82\x03\x1f\x00\xff\xfe\x80 DER bytes"
     acme = make_client("acme")
     secret = services.set_secret(actor=None, client=acme, provider="okta", secret_type="certificate", value=certificate)
-    shown = client.post(reverse("admin:vault_secret_reveal", args=[secret.pk]), {"reason": "SSO certificate check"})
+    shown = reveal(client, reverse("admin:vault_secret_reveal", args=[secret.pk]), "SSO certificate check")
     assert shown.status_code == 200
     page = shown.content.decode()
     assert base64.b64encode(certificate).decode() in page
     assert f"binary ({len(certificate)} bytes)" in page and "base64-encoded" in page
     assert SecretAccess.objects.filter(access_type="reveal").count() == 1
+
+
+def test_reloading_the_revealed_page_reveals_and_records_nothing_more(client, staff, make_client):
+    acme = make_client("acme")
+    secret = services.set_secret(actor=None, client=acme, provider="stripe", secret_type="api_key", value=VALUE)
+    url = reverse("admin:vault_secret_reveal", args=[secret.pk])
+    nonce = client.get(url).context["nonce"]
+    form = {"reason": "Stripe dashboard migration", "nonce": nonce}
+    assert VALUE in client.post(url, form).content.decode()
+
+    reloaded = client.post(url, form)  # the browser's reload re-posts the same form
+    assert reloaded.status_code == 302 and reloaded.url == url
+    follow = client.get(reloaded.url)
+    assert VALUE not in follow.content.decode() and "already used" in follow.content.decode()
+    forged = client.post(url, {"reason": "Stripe dashboard migration", "nonce": "made-up"})
+    no_nonce = client.post(url, {"reason": "Stripe dashboard migration"})
+    assert forged.status_code == no_nonce.status_code == 302
+    assert AuditEvent.objects.filter(action="secret.revealed").count() == 1
+    assert SecretAccess.objects.filter(access_type="reveal").count() == 1
+    # The session holds nonces only, never the value.
+    assert VALUE not in str(dict(client.session.items()))
+
+    # A nonce belongs to one secret's form.
+    other = services.set_secret(actor=None, client=acme, provider="slack", secret_type="api_key", value=VALUE)
+    other_nonce = client.get(reverse("admin:vault_secret_reveal", args=[other.pk])).context["nonce"]
+    assert client.post(url, {"reason": "Stripe dashboard migration", "nonce": other_nonce}).status_code == 302
+    assert AuditEvent.objects.filter(action="secret.revealed").count() == 1
 
 
 def test_staff_without_the_reveal_permission_cannot_reveal(client, clerk, make_client):
