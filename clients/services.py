@@ -55,14 +55,12 @@ def create_client(*, actor, code: str, legal_name: str, domain: str, region: str
         full_clean(client)
         with conflicts_as(f"A client with code '{client.code}' or domain '{client.domain}' already exists."):
             client.save(force_insert=True)
-        record(
-            actor=actor,
-            action="client.created",
-            client=client,
-            target=client,
-            changes=diff({}, _snapshot(client, CLIENT_FIELDS)),
-        )
-        vault_services.create_data_key(actor=actor, client=client)
+        key = vault_services.add_data_key_version(client)
+        # One event for the operation: the client and its first data key.
+        changes = diff({}, _snapshot(client, CLIENT_FIELDS)) | {
+            "data_key": {"old": None, "new": {"version": key.version, "master_key_id": key.master_key_id}}
+        }
+        record(actor=actor, action="client.created", client=client, target=client, changes=changes)
     return client
 
 
@@ -109,15 +107,20 @@ def _set_status(*, actor, client: Client, status: str, action: str, reason: str 
         client = get_client(str(client.pk), for_update=True)
         if client.status == status:
             return client  # already there: re-running is safe and records nothing
-        before = client.status
-        client.status = status
-        client.deactivated_at = timezone.now() if status == Client.Status.DEACTIVATED else None
-        client.save(update_fields=["status", "deactivated_at", "updated_at"])
-        changes = {"status": {"old": before, "new": status}}
+        changes = _change_status(client, status)
         if reason:
             changes["reason"] = reason
         record(actor=actor, action=action, client=client, target=client, changes=changes)
     return client
+
+
+def _change_status(client: Client, status: str) -> dict:
+    """Write the locked client's new status; its change for the audit event the caller records."""
+    before = client.status
+    client.status = status
+    client.deactivated_at = timezone.now() if status == Client.Status.DEACTIVATED else None
+    client.save(update_fields=["status", "deactivated_at", "updated_at"])
+    return {"status": {"old": before, "new": status}}
 
 
 def deactivate_client(*, actor, client: Client, reason: str = "") -> Client:
@@ -135,7 +138,8 @@ def reactivate_client(*, actor, client: Client, reason: str = "") -> Client:
 
 
 def erase_client(*, actor, client: Client, confirm: str) -> Client:
-    """GDPR erasure by crypto-shredding: destroy the client's data keys and deactivate it. The audit trail stays.
+    """GDPR erasure by crypto-shredding: destroy the client's data keys and deactivate it, recorded as one
+    `client.erased` event. The audit trail stays.
 
     Afterwards its secrets (and the personal data inside its outstanding invitation tokens) can
     never be decrypted again. `confirm` must repeat the client's code. Re-running is safe.
@@ -150,9 +154,11 @@ def erase_client(*, actor, client: Client, confirm: str) -> Client:
         client = get_client(str(client.pk), for_update=True)
         if is_erased(client):
             return client
-        destroyed = vault_services.destroy_data_keys(actor=actor, client=client)
-        client = deactivate_client(actor=actor, client=client, reason="erased")
-        record(actor=actor, action="client.erased", client=client, target=client, changes={"data_keys": destroyed})
+        # One event for the operation: the keys destroyed and the client deactivated.
+        changes = {"data_keys": vault_services.shred_data_keys(client)}
+        if client.status != Client.Status.DEACTIVATED:
+            changes |= _change_status(client, Client.Status.DEACTIVATED)
+        record(actor=actor, action="client.erased", client=client, target=client, changes=changes)
     return client
 
 

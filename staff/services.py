@@ -127,8 +127,9 @@ def create_staff_user(*, actor, username: str, email: str, role: str, clients: l
         if User.objects.filter(username=username).exists():
             raise InvalidInput(f"User {username} exists.", code="user_exists", fields={"username": ["Taken."]})
         user = User.objects.create_user(username=username, email=email, password=None, is_staff=True)
+        # One event for the user and their role; each client granted is recorded in that client's own chain.
+        user.groups.add(group)
         record(actor=actor, action="staff.user_created", target=user, changes={"email": email, "role": group.name})
-        add_to_group(actor=actor, user=user, group=group)
         for client in clients:
             grant_client_access(actor=actor, user=user, client=client)
         return user

@@ -55,43 +55,45 @@ def create_data_key(*, actor, client: Client) -> DataKey:
     """A new data key version for the client, made active; older versions keep decrypting (`previous`)."""
     with _atomic():
         client = get_client(str(client.pk), for_update=True)
-        if is_erased(client):
-            raise Refused(f"Client {client.code} was erased; it gets no new data keys.", code="client_erased")
-        last = (
-            DataKey.objects.filter(client_id=client.pk).order_by("-version").values_list("version", flat=True).first()
-        )
-        version = (last or 0) + 1
-        DataKey.objects.filter(client_id=client.pk, status=DataKey.Status.ACTIVE).update(status=DataKey.Status.PREVIOUS)
-        wrapped, master_key_id = wrap(new_data_key(), data_key_context(client.pk, version))
-        key = DataKey.objects.create(client=client, version=version, wrapped_key=wrapped, master_key_id=master_key_id)
+        key = add_data_key_version(client)
         record(
             actor=actor,
             action="data_key.created",
             client=client,
             target=key,
-            target_label=f"{client.code} data key v{version}",
-            changes={"version": version, "master_key_id": master_key_id},
+            target_label=f"{client.code} data key v{key.version}",
+            changes={"version": key.version, "master_key_id": key.master_key_id},
         )
     return key
 
 
-def destroy_data_keys(*, actor, client: Client) -> int:
-    """Crypto-shredding: remove every wrapped data key of the client. Run inside `erase_client`'s transaction."""
-    with _atomic():
-        client = get_client(str(client.pk), for_update=True)
-        if is_erased(client):
-            return 0  # already shredded: re-running is safe and records nothing
-        now = timezone.now()
-        destroyed = DataKey.objects.filter(client_id=client.pk).update(
-            status=DataKey.Status.DESTROYED, wrapped_key=None, destroyed_at=now
+def add_data_key_version(client: Client) -> DataKey:
+    """The next data key version of a client, active, the older ones `previous`. Not a service: the caller
+    holds the client's row lock and records the one event of its operation (`create_data_key`,
+    `clients.services.create_client`), naming the version."""
+    if is_erased(client):
+        raise Refused(f"Client {client.code} was erased; it gets no new data keys.", code="client_erased")
+    last = DataKey.objects.filter(client_id=client.pk).order_by("-version").values_list("version", flat=True).first()
+    version = (last or 0) + 1
+    DataKey.objects.filter(client_id=client.pk, status=DataKey.Status.ACTIVE).update(status=DataKey.Status.PREVIOUS)
+    wrapped, master_key_id = wrap(new_data_key(), data_key_context(client.pk, version))
+    return DataKey.objects.create(client=client, version=version, wrapped_key=wrapped, master_key_id=master_key_id)
+
+
+def shred_data_keys(client: Client) -> int:
+    """Crypto-shredding: remove every wrapped data key of the client and deactivate its secrets; the number
+    of versions destroyed. Not a service: `clients.services.erase_client` holds the client's row lock,
+    has checked it is not erased yet, and records the operation's one event."""
+    now = timezone.now()
+    destroyed = DataKey.objects.filter(client_id=client.pk).update(
+        status=DataKey.Status.DESTROYED, wrapped_key=None, destroyed_at=now
+    )
+    if not destroyed:
+        # A client that never had a data key still needs the mark that it was erased.
+        DataKey.objects.create(
+            client=client, version=1, status=DataKey.Status.DESTROYED, wrapped_key=None, destroyed_at=now
         )
-        if not destroyed:
-            # A client that never had a data key still needs the mark that it was erased.
-            DataKey.objects.create(
-                client=client, version=1, status=DataKey.Status.DESTROYED, wrapped_key=None, destroyed_at=now
-            )
-        Secret.objects.filter(client_id=client.pk, is_active=True).update(is_active=False)
-        record(actor=actor, action="data_key.destroyed", client=client, target=client, changes={"versions": destroyed})
+    Secret.objects.filter(client_id=client.pk, is_active=True).update(is_active=False)
     return destroyed
 
 

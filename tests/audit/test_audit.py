@@ -66,8 +66,8 @@ def test_events_are_chained_per_client(make_client):
     services.configure_application(actor=None, client=acme, app_code="onboarding")
     make_client("globex")
     chain = list(AuditEvent.objects.filter(client_id=acme.pk).order_by("seq"))
-    assert [e.action for e in chain] == ["client.created", "data_key.created", "application.created"]
-    assert [e.seq for e in chain] == [1, 2, 3]
+    assert [e.action for e in chain] == ["client.created", "application.created"]
+    assert [e.seq for e in chain] == [1, 2]
     assert chain[0].prev_hash == GENESIS_HASH
     assert all(later.prev_hash == earlier.hash for earlier, later in itertools.pairwise(chain))
     assert AuditEvent.objects.get(client_code="globex", action="client.created").seq == 1  # its own chain

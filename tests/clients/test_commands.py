@@ -148,7 +148,6 @@ def test_a_clients_life_through_the_commands(manage, tmp_path):
     assert status.json["usage"] == {"applications": 1, "seats": 0}
     assert [e["action"] for e in status.json["recent_events"]] == [
         "application.created",
-        "data_key.created",
         "client.created",
     ]
     assert "offboarding" in manage("client_status", "acme").out
@@ -160,7 +159,6 @@ def test_a_clients_life_through_the_commands(manage, tmp_path):
     actions = list(AuditEvent.objects.filter(client_code="acme").order_by("seq").values_list("action", "actor_label"))
     assert [action for action, _ in actions] == [
         "client.created",
-        "data_key.created",
         "application.created",
         "client.deactivated",
         "client.reactivated",
