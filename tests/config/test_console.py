@@ -221,7 +221,9 @@ def test_a_view_only_user_sees_the_stored_value_state_once_and_never_none(client
 def test_revealed_values_new_keys_and_links_have_a_copy_button_and_no_inline_script(client, root, two_clients):
     acme, _ = two_clients
     secret = set_secret(actor=None, client=acme, provider="slack", secret_type="api_key", value="s3cr3t-value")
-    revealed = client.post(reverse("admin:vault_secret_reveal", args=[secret.pk]), {"reason": "support ticket"})
+    reveal_url = reverse("admin:vault_secret_reveal", args=[secret.pk])
+    nonce = client.get(reveal_url).context["nonce"]  # the reveal form's one-time nonce (post/redirect/get)
+    revealed = client.post(reveal_url, {"reason": "support ticket", "nonce": nonce})
     created = client.post(
         reverse("admin:clients_apikey_add"), {"client": acme.pk, "name": "ci", "scopes": ["configuration:read"]}
     )
