@@ -9,7 +9,7 @@ PORT ?= 8000
 NODE_EXAMPLE := examples/node-backend
 NODE_STAMP := $(NODE_EXAMPLE)/node_modules/.installed-$(shell sha256sum $(NODE_EXAMPLE)/package-lock.json | cut -c1-12)
 
-.PHONY: help venv node-example db run test lint format stop lock bench bench-vault bench-invitations bench-api bench-audit
+.PHONY: help venv node-example db pgbouncer run test lint format stop lock bench bench-vault bench-invitations bench-api bench-audit bench-load
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -32,6 +32,9 @@ node-example: $(NODE_STAMP)  ## Install the Node.js example's pinned packages (n
 db: venv  ## Start the embedded PostgreSQL (only when DATABASE_URL is unset)
 	@$(PY) scripts/devdb.py ensure
 
+pgbouncer:  ## Install Debian's pgbouncer when missing (tests/scaling and bench-load run one; docs/scaling.md)
+	@$(PYTHON) scripts/devbouncer.py ensure
+
 run: db  ## Migrate, load demo data, print a staff login and serve http://127.0.0.1:8000/admin/
 	$(PY) manage.py migrate --no-input
 	$(PY) manage.py seed_demo
@@ -39,7 +42,7 @@ run: db  ## Migrate, load demo data, print a staff login and serve http://127.0.
 	@trap 'echo; echo "Console stopped. The database keeps running: make stop stops it."; exit 0' INT; \
 		$(PY) manage.py runserver $(HOST):$(PORT)
 
-test: db node-example  ## Run the whole test suite against real PostgreSQL
+test: db node-example pgbouncer  ## Run the whole test suite against real PostgreSQL
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: db  ## RLS benchmark, by hand (bench/rls_overhead.py; BENCH_ARGS="--rounds 3000" passes options)
