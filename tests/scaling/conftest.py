@@ -1,6 +1,7 @@
 """The scaling set-up, started by the tests themselves: a real pgbouncer in transaction mode in front of the
 test database, and a real streaming replica of the test cluster (pg_basebackup). Both fail, never skip,
-when they cannot start; both are session-scoped (started once, in a few seconds) and stopped at the end."""
+when they cannot start. pgbouncer is session-scoped (tests opt in to it per test with `through_pgbouncer`);
+the replica is module-scoped, so the `replica` alias exists only while tests/scaling/test_replica.py runs."""
 
 from __future__ import annotations
 
@@ -138,7 +139,7 @@ def _run(command: list[str], user: str | None, env: dict | None = None) -> subpr
     return subprocess.run(command, check=False, capture_output=True, text=True, env=env)  # noqa: S603
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def replica(django_db_setup, django_db_blocker):
     """A hot standby of the test cluster, made with pg_basebackup and streaming from it, on its own port;
     the `replica` alias (the console role, as REPLICA_DATABASE_URL would configure it) points at it."""

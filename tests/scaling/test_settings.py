@@ -13,7 +13,8 @@ PRINT_DATABASES = (
     "import json; from django.conf import settings; "
     "print(json.dumps({alias: {'user': d.get('USER'), 'host': d.get('HOST'), 'test': d.get('TEST', {}),"
     " 'no_server_cursors': d.get('DISABLE_SERVER_SIDE_CURSORS', False),"
-    " 'prepare': d.get('OPTIONS', {}).get('prepare_threshold', 'default')} for alias, d in settings.DATABASES.items()}))"
+    " 'prepare': d.get('OPTIONS', {}).get('prepare_threshold', 'default')}"
+    " for alias, d in settings.DATABASES.items()}))"
 )
 
 
