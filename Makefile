@@ -60,6 +60,9 @@ bench-api: db  ## Tenant API benchmark through gunicorn, by hand (bench/api.py; 
 bench-audit: db  ## Audit verification benchmark, by hand (bench/audit.py; BENCH_ARGS="--events 5000000" passes options)
 	$(PY) bench/audit.py $(BENCH_ARGS)
 
+bench-load: db pgbouncer  ## Mixed load through pgbouncer and gunicorn, by hand (bench/load.py; BENCH_ARGS="--seconds 90")
+	$(PY) bench/load.py $(BENCH_ARGS)
+
 lint: venv  ## ruff lint and format check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
