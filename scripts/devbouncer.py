@@ -118,8 +118,10 @@ def start(
     pgbouncer checks the client's SCRAM proof against it and reuses the client's keys to log in to
     the server, so no plaintext password is written anywhere. `admin_user` may run SHOW commands
     on the `pgbouncer` admin database (the tests count server connections with it).
-    `single_server_databases` maps extra database names to a real database served through exactly
-    one server connection (the tests use one to make two clients share a server connection).
+    `pool_size` is per role (pgbouncer pools per database and role), so the console and the tenant role
+    each have that many server connections. `single_server_databases` maps extra database names to a
+    real database served through exactly one server connection (the tests use one to make two clients
+    share a server connection).
     """
     singles = [
         f"{name} = host={server_host} port={server_port} dbname={real} pool_size=1 max_db_connections=1"
@@ -143,10 +145,10 @@ def start(
                 f"listen_port = {port}",
                 "unix_socket_dir =",
                 "pool_mode = transaction",
+                # Per (database, role): the console and the tenant role each get `pool_size`.
                 f"default_pool_size = {pool_size}",
                 "min_pool_size = 0",
                 "reserve_pool_size = 0",
-                f"max_db_connections = {pool_size}",
                 f"max_client_conn = {max_client_conn}",
                 "auth_type = scram-sha-256",
                 f"auth_file = {auth_file}",
@@ -157,6 +159,9 @@ def start(
                 # Django's psycopg backend sends none; listed so a driver that does is not refused.
                 "ignore_startup_parameters = extra_float_digits,options",
                 f"logfile = {log}",
+                # One line per connection would be most of the log under load.
+                "log_connections = 0",
+                "log_disconnections = 0",
                 "",
             ]
         )
@@ -170,12 +175,14 @@ def start(
         command = ["runuser", "-u", user, "--", *command]
     folder.chmod(0o700)
     auth_file.chmod(0o600)
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=folder)
+    # Its stderr goes to a file: an unread pipe fills up under load and blocks pgbouncer for good.
+    with (folder / "stderr.log").open("wb") as stderr:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, cwd=folder)
     bouncer = Bouncer(port, process, folder, log, admin_user, pool_size)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
+            stderr = (folder / "stderr.log").read_text(errors="replace")
             tail = bouncer.log_tail()
             bouncer.stop()
             raise RuntimeError(f"pgbouncer exited with {process.returncode}:\n{stderr}{tail}")
