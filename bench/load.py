@@ -80,11 +80,17 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--cleanup-every", type=float, default=5.0, help="seconds between cleanup runs (default 5)")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn sync workers (default 4)")
     parser.add_argument("--pool-size", type=int, default=3, help="pgbouncer server connections (default 3)")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of --seconds per server (default 1)")
+    parser.add_argument(
+        "--compare-direct", action="store_true",
+        help="also serve the same load from a gunicorn connected straight to PostgreSQL, rounds interleaved",
+    )  # fmt: skip
     parser.add_argument("--database", default="flows_bench_load", help="database (default flows_bench_load)")
     parser.add_argument("--drop", action="store_true", help="drop the benchmark database afterwards")
     args = parser.parse_args()
     for name, least in (("seconds", 1), ("clients", 1), ("invitations", 1), ("expiring", 0), ("api_threads", 1),
-                        ("staff_threads", 0), ("cleanup_every", 0.5), ("workers", 1), ("pool_size", 1)):  # fmt: skip
+                        ("staff_threads", 0), ("cleanup_every", 0.5), ("workers", 1), ("pool_size", 1),
+                        ("rounds", 1)):  # fmt: skip
         if getattr(args, name) < least:
             parser.error(f"--{name.replace('_', '-')} must be at least {least}")
     if not args.database.replace("_", "").isalnum():
@@ -184,24 +190,24 @@ def start_pgbouncer(args) -> devbouncer.Bouncer:
     )  # fmt: skip
 
 
-def server_environment(args, bouncer: devbouncer.Bouncer) -> dict[str, str]:
-    """gunicorn's and the cleanup command's environment: both runtime aliases through pgbouncer."""
+def server_environment(args, bouncer: devbouncer.Bouncer | None) -> dict[str, str]:
+    """gunicorn's and the cleanup command's environment: both runtime aliases through pgbouncer, or (with
+    `bouncer` None, for the comparison) straight to PostgreSQL with the same persistent connections."""
     from django.conf import settings  # noqa: PLC0415
 
     environment = {**{k: v for k, v in devdb.read_env().items() if k not in os.environ}, **os.environ}
 
     def url(alias: str) -> str:
         config = settings.DATABASES[alias]
-        return (
-            f"postgres://{quote(config['USER'])}:{quote(config['PASSWORD'])}@127.0.0.1:{bouncer.port}/{args.database}"
-        )
+        where = f"127.0.0.1:{bouncer.port}" if bouncer else f"{config['HOST'] or '127.0.0.1'}:{config['PORT']}"
+        return f"postgres://{quote(config['USER'])}:{quote(config['PASSWORD'])}@{where}/{args.database}"
 
     environment.update(
         DJANGO_SETTINGS_MODULE="bench.api_settings",
         FLOWS_BENCH_API_DATABASE=args.database,
         CONSOLE_DATABASE_URL=url(settings.CONSOLE_DB_ALIAS),
         TENANT_DATABASE_URL=url(settings.TENANT_DB_ALIAS),
-        DATABASE_POOLER="pgbouncer",
+        DATABASE_POOLER="pgbouncer" if bouncer else "",
         DB_CONN_MAX_AGE="60",  # each worker keeps its client connections to pgbouncer
         DEBUG="false",
         SECRET_KEY=secrets.token_urlsafe(50),
@@ -369,16 +375,37 @@ def cleanup_worker(environment: dict, every: float, runs: list[dict], stop: thre
             return
 
 
-def run_load(args, port, world, password, *, environment, bouncer) -> tuple[Recorder, list, float, dict]:
-    recorder = Recorder()
-    stop = threading.Event()
-    queue_lock = threading.Lock()
-    entries = iter(enumerate(world))
+class SharedQueue:
+    """The invitations, each handed to exactly one API request sequence, across threads and phases."""
 
-    class LockedQueue:
-        def __next__(self):
-            with queue_lock:
-                return next(entries)
+    def __init__(self, world: list[dict]):
+        self.lock = threading.Lock()
+        self.entries = iter(enumerate(world))
+
+    def __next__(self):
+        with self.lock:
+            return next(self.entries)
+
+
+def warmed_sessions(args, port: int, password: str) -> list[Session]:
+    """The staff threads' sessions, signed in before any clock starts; every worker warmed up."""
+    sessions = [Session(port) for _ in range(args.staff_threads)]
+    for session in sessions:
+        session.sign_in(password)
+    for _ in range(args.workers * 3):
+        for page in STAFF_PAGES:
+            if sessions:
+                sessions[0].send("GET", page)
+            else:
+                request(port, "GET", "/healthz")
+    return sessions
+
+
+def run_phase(args, mode: dict, queue: SharedQueue, bouncer: devbouncer.Bouncer | None) -> tuple[int, float]:
+    """`--seconds` of the mixed load against one server; returns (requests, seconds)."""
+    recorder: Recorder = mode["recorder"]
+    before = sum(len(samples) for samples in recorder.latencies.values())
+    stop = threading.Event()
 
     def guarded(target, *arguments) -> threading.Thread:
         """A load thread whose crash is an error of the run, never a silent gap in it."""
@@ -391,19 +418,11 @@ def run_load(args, port, world, password, *, environment, bouncer) -> tuple[Reco
 
         return threading.Thread(target=run)
 
-    sessions = [Session(port) for _ in range(args.staff_threads)]
-    for session in sessions:  # signed in before the clock starts, and every worker warmed up
-        session.sign_in(password)
-    for _ in range(args.workers * 3):
-        for page in STAFF_PAGES:
-            if sessions:
-                sessions[0].send("GET", page)
-    cleanup_runs: list[dict] = []
-    peaks: dict = {}
-    threads = [guarded(api_worker, port, LockedQueue(), recorder, stop) for _ in range(args.api_threads)]
-    threads += [guarded(staff_worker, session, recorder, stop, n) for n, session in enumerate(sessions)]
-    threads.append(guarded(cleanup_worker, environment, args.cleanup_every, cleanup_runs, stop))
-    threads.append(guarded(bouncer_monitor, bouncer, args.database, peaks, stop))
+    threads = [guarded(api_worker, mode["port"], queue, recorder, stop) for _ in range(args.api_threads)]
+    threads += [guarded(staff_worker, session, recorder, stop, n) for n, session in enumerate(mode["sessions"])]
+    threads.append(guarded(cleanup_worker, mode["environment"], args.cleanup_every, mode["cleanup_runs"], stop))
+    if bouncer is not None:
+        threads.append(guarded(bouncer_monitor, bouncer, args.database, mode["peaks"], stop))
     began = time.perf_counter()
     for thread in threads:
         thread.start()
@@ -412,13 +431,13 @@ def run_load(args, port, world, password, *, environment, bouncer) -> tuple[Reco
     elapsed = time.perf_counter() - began  # requests in flight finish after it, and are counted
     for thread in threads:
         thread.join()
-    return recorder, cleanup_runs, elapsed, peaks
+    return sum(len(samples) for samples in recorder.latencies.values()) - before, elapsed
 
 
 # --- Checks and report -----------------------------------------------------------------------------
 
 
-def redemption_check(world: list[dict], recorder: Recorder) -> tuple[dict, list[str]]:
+def redemption_check(world: list[dict], successes: Counter) -> tuple[dict, list[str]]:
     """Every invitation: the number of 200 answers to its redemption equals its `used_count` in the database
     (0 or 1), and the redeemed ones are accepted."""
     from invitations.models import Invitation  # noqa: PLC0415
@@ -428,14 +447,14 @@ def redemption_check(world: list[dict], recorder: Recorder) -> tuple[dict, list[
     accepted = Invitation.Status.ACCEPTED
     mismatches = [
         str(entry["invitation_id"]) for entry in world
-        if (answers := recorder.successes[entry["invitation_id"]]) > 1
+        if (answers := successes[entry["invitation_id"]]) > 1
         or stored[entry["invitation_id"]][0] != answers
         or (answers == 1) != (stored[entry["invitation_id"]][1] == accepted)
     ]  # fmt: skip
     return {
-        "200 answers": sum(recorder.successes.values()),
-        "invitations with exactly one 200": sum(1 for count in recorder.successes.values() if count == 1),
-        "with more than one": sum(1 for count in recorder.successes.values() if count > 1),
+        "200 answers": sum(successes.values()),
+        "invitations with exactly one 200": sum(1 for count in successes.values() if count == 1),
+        "with more than one": sum(1 for count in successes.values() if count > 1),
         "accepted with used_count 1 in the database": sum(
             1 for used, st in stored.values() if used == 1 and st == accepted
         ),
@@ -493,7 +512,38 @@ def percentile(samples: list[int], fraction: float) -> float:
     return samples[min(len(samples) - 1, int(len(samples) * fraction))] / 1e6
 
 
-def report(args, recorder: Recorder, elapsed: float, *, cleanup_runs: list, redemptions, bouncer: dict, audit: dict):
+def report_mode(name: str, mode: dict) -> tuple[int, bool]:
+    recorder: Recorder = mode["recorder"]
+    elapsed = sum(seconds for _, seconds in mode["phases"])
+    say(f"{name}: {len(mode['phases'])} phase(s), {elapsed:.1f} s")
+    say(f"  {'kind':<18} {'requests':>8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}")
+    total = 0
+    for kind in ("staff changelist", "API validate", "API redeem"):
+        samples = sorted(recorder.latencies.get(kind, []))
+        errors = sum(n for (k, _), n in recorder.errors.items() if k == kind)
+        total += len(samples)
+        if samples:
+            say(
+                f"  {kind:<18} {len(samples):>8} {len(samples) / elapsed:>8.1f} "
+                f"{statistics.median(samples) / 1e6:>8.2f} {percentile(samples, 0.99):>8.2f} {errors:>6}"
+            )
+    error_total = sum(recorder.errors.values())
+    say(f"  {'all':<18} {total:>8} {total / elapsed:>8.1f} {'':>8} {'':>8} {error_total:>6}")
+    for example in recorder.error_examples:
+        say(f"  error: {example}")
+    say(f"  double redemptions refused as already_used (expected, not errors): {recorder.refused_twice}")
+    failed = [run for run in mode["cleanup_runs"] if run["code"] != 0]
+    say(
+        f"  cleanup_invitations: {len(mode['cleanup_runs'])} runs, {len(failed)} failed, "
+        f"{sum(run.get('expired', 0) for run in mode['cleanup_runs'])} invitations expired, "
+        f"{sum(1 for run in mode['cleanup_runs'] if run.get('locked'))} found the lock held"
+    )
+    for run in failed[:3]:
+        say(f"  cleanup failure: {run}")
+    return error_total, not failed
+
+
+def report(args, modes: dict, *, redemptions, bouncer: dict, audit: dict) -> bool:
     from django.db import connections  # noqa: PLC0415
 
     with connections["console"].cursor() as cursor:
@@ -503,54 +553,36 @@ def report(args, recorder: Recorder, elapsed: float, *, cleanup_runs: list, rede
     say("")
     say(
         f"PostgreSQL {version}; gunicorn {args.workers} sync workers; pgbouncer transaction mode, "
-        f"{args.pool_size} server connections; {args.api_threads} API + {args.staff_threads} staff threads; "
-        f"cleanup every {args.cleanup_every:g} s; {elapsed:.1f} s"
+        f"{args.pool_size} server connections per role; {args.api_threads} API + {args.staff_threads} staff threads; "
+        f"cleanup every {args.cleanup_every:g} s; {args.rounds} round(s) x {args.seconds:g} s per server"
     )
-    say(f"{'kind':<18} {'requests':>8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}")
-    total = 0
-    for kind in ("staff changelist", "API validate", "API redeem"):
-        samples = sorted(recorder.latencies.get(kind, []))
-        errors = sum(n for (k, _), n in recorder.errors.items() if k == kind)
-        total += len(samples)
-        if samples:
-            say(
-                f"{kind:<18} {len(samples):>8} {len(samples) / elapsed:>8.1f} {statistics.median(samples) / 1e6:>8.2f} "
-                f"{percentile(samples, 0.99):>8.2f} {errors:>6}"
-            )
-    error_total = sum(recorder.errors.values())
-    say(f"{'all':<18} {total:>8} {total / elapsed:>8.1f} {'':>8} {'':>8} {error_total:>6}")
-    for example in recorder.error_examples:
-        say(f"  error: {example}")
-    say(f"double redemptions refused as already_used (expected, not errors): {recorder.refused_twice}")
-    failed = [run for run in cleanup_runs if run["code"] != 0]
-    say(
-        f"cleanup_invitations: {len(cleanup_runs)} runs, {len(failed)} failed, "
-        f"{sum(run.get('expired', 0) for run in cleanup_runs)} invitations expired, "
-        f"{sum(1 for run in cleanup_runs if run.get('locked'))} found the lock held"
-    )
-    for run in failed[:3]:
-        say(f"  cleanup failure: {run}")
-    say("redemptions: " + ", ".join(f"{name} {value}" for name, value in counts.items()))
+    errors, cleanups_ok = 0, True
+    for name, mode in modes.items():
+        mode_errors, mode_cleanups_ok = report_mode(name, mode)
+        errors += mode_errors
+        cleanups_ok = cleanups_ok and mode_cleanups_ok
+    if "direct" in modes:
+        rates = {name: [requests / seconds for requests, seconds in mode["phases"]] for name, mode in modes.items()}
+        totals = {
+            name: sum(r for r, _ in mode["phases"]) / sum(s for _, s in mode["phases"]) for name, mode in modes.items()
+        }
+        per_round = " ".join(f"{b / d:.2f}" for b, d in zip(rates["pgbouncer"], rates["direct"], strict=True))
+        say(f"ratio pgbouncer / direct, req/s: {totals['pgbouncer'] / totals['direct']:.2f} (per round {per_round})")
+    say("redemptions (all phases): " + ", ".join(f"{name} {value}" for name, value in counts.items()))
     for mismatch in mismatches:
         say(f"  mismatch: invitation {mismatch}")
     say("pgbouncer: " + ", ".join(f"{name} {value}" for name, value in bouncer.items()))
     say(f"verify_audit: {json.dumps(audit, sort_keys=True)}")
-    verdict = (
-        error_total == 0
-        and not failed
+    ok = (
+        errors == 0
+        and cleanups_ok
         and counts["mismatches"] == 0
         and counts["with more than one"] == 0
         and audit.get("exit") == 0
     )
-    say(
-        "verdict: "
-        + (
-            "OK — 0 errors, every redeemed invitation redeemed exactly once, audit chains intact"
-            if verdict
-            else "FAILED"
-        )
-    )
-    return verdict
+    verdict = "OK — 0 errors, every redeemed invitation redeemed exactly once, audit chains intact"
+    say(f"verdict: {verdict if ok else 'FAILED'}")
+    return ok
 
 
 def main() -> None:
@@ -560,32 +592,53 @@ def main() -> None:
     say("preparing clients, keys, invitations and a staff user …")
     world, password = prepare(args)
     bouncer = start_pgbouncer(args)
-    environment = server_environment(args, bouncer)
-    port = devbouncer.free_port()
-    log = tempfile.NamedTemporaryFile("w+", prefix="bench-load-gunicorn-", suffix=".log", delete=False)  # noqa: SIM115
+    names = ["pgbouncer", "direct"] if args.compare_direct else ["pgbouncer"]
+    modes: dict[str, dict] = {}
+    servers = []
+    queue = SharedQueue(world)
     try:
-        say(f"pgbouncer on 127.0.0.1:{bouncer.port} ({args.pool_size} server connections, transaction mode)")
-        say(f"starting gunicorn on 127.0.0.1:{port} ({args.workers} workers; log {log.name}) …")
-        server = start_gunicorn(args, environment, port, log)
-        try:
-            say(f"mixed load for {args.seconds:g} s …")
-            recorder, cleanup_runs, elapsed, peaks = run_load(
-                args, port, world, password, environment=environment, bouncer=bouncer
+        for name in names:
+            modes[name] = {
+                "environment": server_environment(args, bouncer if name == "pgbouncer" else None),
+                "port": devbouncer.free_port(), "recorder": Recorder(), "cleanup_runs": [], "peaks": {},
+                "phases": [], "log": tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in the finally below
+                    "w+", prefix=f"bench-load-{name}-", suffix=".log", delete=False
+                ),
+            }  # fmt: skip
+        say(f"pgbouncer on 127.0.0.1:{bouncer.port} ({args.pool_size} server connections per role, transaction mode)")
+        for name, mode in modes.items():
+            say(
+                f"starting gunicorn ({name}) on 127.0.0.1:{mode['port']} "
+                f"({args.workers} workers; log {mode['log'].name})"
             )
-        finally:
-            server.send_signal(signal.SIGTERM)
-            server.wait(timeout=30)
-        figures = bouncer_figures(bouncer, args.database, peaks)
-        audit = verify_audit(environment)
+            servers.append(start_gunicorn(args, mode["environment"], mode["port"], mode["log"]))
+            mode["sessions"] = warmed_sessions(args, mode["port"], password)
+        for round_number in range(args.rounds):
+            order = names[round_number % len(names) :] + names[: round_number % len(names)]
+            for name in order:
+                say(f"round {round_number + 1}: mixed load for {args.seconds:g} s ({name}) …")
+                modes[name]["phases"].append(
+                    run_phase(args, modes[name], queue, bouncer if name == "pgbouncer" else None)
+                )
+        figures = bouncer_figures(bouncer, args.database, modes["pgbouncer"]["peaks"])
+        audit = verify_audit(modes["pgbouncer"]["environment"])
     finally:
+        for server in servers:
+            server.send_signal(signal.SIGTERM)
+        for server in servers:
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
         bouncer.stop()
-        log.close()
-    redemptions = redemption_check(world, recorder)
-    ok = report(
-        args, recorder, elapsed, cleanup_runs=cleanup_runs, redemptions=redemptions, bouncer=figures, audit=audit
-    )
+        for mode in modes.values():
+            mode["log"].close()
+    successes = sum((mode["recorder"].successes for mode in modes.values()), Counter())
+    ok = report(args, modes, redemptions=redemption_check(world, successes), bouncer=figures, audit=audit)
     if ok:
-        Path(log.name).unlink()
+        for mode in modes.values():
+            Path(mode["log"].name).unlink()
     if args.drop:
         drop_database(args.database)
     sys.exit(0 if ok else 1)
