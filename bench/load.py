@@ -381,10 +381,15 @@ class SharedQueue:
     def __init__(self, world: list[dict]):
         self.lock = threading.Lock()
         self.entries = iter(enumerate(world))
+        self.ran_out = False  # then API threads idled: the throughput figures are not comparable
 
     def __next__(self):
         with self.lock:
-            return next(self.entries)
+            try:
+                return next(self.entries)
+            except StopIteration:
+                self.ran_out = True
+                raise
 
 
 def warmed_sessions(args, port: int, password: str) -> list[Session]:
@@ -543,7 +548,7 @@ def report_mode(name: str, mode: dict) -> tuple[int, bool]:
     return error_total, not failed
 
 
-def report(args, modes: dict, *, redemptions, bouncer: dict, audit: dict) -> bool:
+def report(args, modes: dict, queue: SharedQueue, *, redemptions, bouncer: dict, audit: dict) -> bool:
     from django.db import connections  # noqa: PLC0415
 
     with connections["console"].cursor() as cursor:
@@ -568,6 +573,8 @@ def report(args, modes: dict, *, redemptions, bouncer: dict, audit: dict) -> boo
         }
         per_round = " ".join(f"{b / d:.2f}" for b, d in zip(rates["pgbouncer"], rates["direct"], strict=True))
         say(f"ratio pgbouncer / direct, req/s: {totals['pgbouncer'] / totals['direct']:.2f} (per round {per_round})")
+    if queue.ran_out:
+        say("WARNING: the invitations ran out before the end: API threads idled; rerun with more --invitations")
     say("redemptions (all phases): " + ", ".join(f"{name} {value}" for name, value in counts.items()))
     for mismatch in mismatches:
         say(f"  mismatch: invitation {mismatch}")
@@ -635,7 +642,7 @@ def main() -> None:
         for mode in modes.values():
             mode["log"].close()
     successes = sum((mode["recorder"].successes for mode in modes.values()), Counter())
-    ok = report(args, modes, redemptions=redemption_check(world, successes), bouncer=figures, audit=audit)
+    ok = report(args, modes, queue, redemptions=redemption_check(world, successes), bouncer=figures, audit=audit)
     if ok:
         for mode in modes.values():
             Path(mode["log"].name).unlink()
