@@ -9,7 +9,7 @@ PORT ?= 8000
 NODE_EXAMPLE := examples/node-backend
 NODE_STAMP := $(NODE_EXAMPLE)/node_modules/.installed-$(shell sha256sum $(NODE_EXAMPLE)/package-lock.json | cut -c1-12)
 
-.PHONY: help venv node-example db run test test-browser lint format stop lock bench bench-vault bench-invitations bench-api bench-audit bench-dashboard
+.PHONY: help venv node-example db pgbouncer run test test-browser lint format stop lock bench bench-vault bench-invitations bench-api bench-audit bench-dashboard bench-load
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -32,6 +32,9 @@ node-example: $(NODE_STAMP)  ## Install the Node.js example's pinned packages (n
 db: venv  ## Start the embedded PostgreSQL (only when DATABASE_URL is unset)
 	@$(PY) scripts/devdb.py ensure
 
+pgbouncer:  ## Install Debian's pgbouncer when missing (tests/scaling and bench-load run one; docs/scaling.md)
+	@$(PYTHON) scripts/devbouncer.py ensure
+
 run: db  ## Migrate, load demo data, print a staff login and serve http://127.0.0.1:8000/admin/
 	$(PY) manage.py migrate --no-input
 	$(PY) manage.py seed_demo
@@ -40,7 +43,7 @@ run: db  ## Migrate, load demo data, print a staff login and serve http://127.0.
 	@trap 'echo; echo "Console stopped. The database keeps running: make stop stops it."; exit 0' INT; \
 		$(PY) manage.py runserver $(HOST):$(PORT)
 
-test: db node-example  ## Run the whole test suite against real PostgreSQL
+test: db node-example pgbouncer  ## Run the whole test suite against real PostgreSQL
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Debian's Chromium and its WebDriver (apt-get install chromium chromium-driver); nothing is downloaded.
@@ -74,6 +77,9 @@ bench-audit: db  ## Audit verification benchmark, by hand (bench/audit.py; BENCH
 
 bench-dashboard: db  ## Dashboard at 100k clients / 1M invitations against 1k / 10k, by hand (bench/dashboard.py; BENCH_ARGS passes options)
 	$(PY) bench/dashboard.py $(BENCH_ARGS)
+
+bench-load: db pgbouncer  ## Mixed load through pgbouncer and gunicorn, by hand (bench/load.py; BENCH_ARGS="--seconds 90")
+	$(PY) bench/load.py $(BENCH_ARGS)
 
 lint: venv  ## ruff lint and format check
 	$(VENV)/bin/ruff check .

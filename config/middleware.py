@@ -9,6 +9,7 @@ from django.http import HttpResponseBadRequest
 from django.template.loader import render_to_string
 
 from audit.context import Origin, current_origin, reset_origin, set_origin
+from config import routers
 
 log = logging.getLogger(__name__)
 BAD_VALUE_ERRORS = (ValidationError, ValueError, OverflowError)
@@ -30,9 +31,12 @@ class RequestContextMiddleware:
                 request_id=request.request_id,
             )
         )
+        # Each request starts reading from the replica (where configured) until it writes.
+        pin = routers.unpinned()
         try:
             response = self.get_response(request)
         finally:
+            routers.reset_pin(pin)
             reset_origin(token)
         response["X-Request-ID"] = request.request_id
         return response

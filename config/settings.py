@@ -104,6 +104,11 @@ DATABASE_BACKUP_URL = env.str("DATABASE_BACKUP_URL", default="")
 FLOWS_BACKUP_PASSWORD = env.str("FLOWS_BACKUP_PASSWORD", default="")
 
 _pool_size = env.int("DB_POOL_MAX_SIZE", default=0)
+# `pgbouncer`: the runtime aliases reach PostgreSQL through pgbouncer in transaction mode
+# (docs/scaling.md): no server-side cursors, no prepared statements, nothing session-level.
+DATABASE_POOLER = env.str("DATABASE_POOLER", default="")
+if DATABASE_POOLER not in ("", "pgbouncer"):
+    raise environ.ImproperlyConfigured(f"DATABASE_POOLER must be empty or 'pgbouncer', not {DATABASE_POOLER!r}.")
 _runtime_options = {"pool": {"min_size": 1, "max_size": _pool_size}} if _pool_size else {}
 _conn_max_age = 0 if _pool_size else env.int("DB_CONN_MAX_AGE", default=0)
 
@@ -123,6 +128,9 @@ def _runtime_database(alias_url: str, role: str, password_var: str, owner: dict 
     else:
         raise environ.ImproperlyConfigured(f"Set DATABASE_URL or {alias_url}.")
     config.update(OPTIONS=dict(_runtime_options), CONN_MAX_AGE=_conn_max_age, CONN_HEALTH_CHECKS=_conn_max_age > 0)
+    if DATABASE_POOLER == "pgbouncer":
+        config["DISABLE_SERVER_SIDE_CURSORS"] = True
+        config["OPTIONS"]["prepare_threshold"] = None
     return config
 
 
@@ -150,6 +158,13 @@ DATABASES = {
     CONSOLE_DB_ALIAS: DATABASES[CONSOLE_DB_ALIAS],
     TENANT_DB_ALIAS: DATABASES[TENANT_DB_ALIAS],
 }
+# Optional: the console role on a streaming replica, for audit browsing, exports, dashboards and
+# analytics (`config.routers.read_alias()`; docs/scaling.md). Never migrated, never written.
+REPLICA_DB_ALIAS = "replica"
+if (_replica_url := env.str("REPLICA_DATABASE_URL", default="")) and not FLOWS_TENANT_ONLY:
+    DATABASES[REPLICA_DB_ALIAS] = _runtime_database("REPLICA_DATABASE_URL", CONSOLE_ROLE, "", None)
+    # In tests it reads the test database on the replica's server, which streams it from the primary.
+    DATABASES[REPLICA_DB_ALIAS]["TEST"] = {"MIRROR": CONSOLE_DB_ALIAS}
 DATABASE_ROUTERS = ["config.routers.TenancyRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
