@@ -33,6 +33,7 @@ from api.models import Usage
 from api.selectors import month_bounds
 from clients.models import ApiKey, Application, Client
 from config.errors import InvalidInput, excerpt
+from config.routers import read_alias
 from invitations.models import Invitation
 
 MONTH = re.compile(r"(\d{4})-(\d{2})")
@@ -172,13 +173,17 @@ def month_figures(
     if not ids:
         return figures
 
+    db = read_alias()  # the replica when one is configured (lag-tolerant staff reads, docs/scaling.md)
     for client_id, app_code in (
-        Application.objects.filter(client_id__in=ids).order_by("app_code").values_list("client_id", "app_code")
+        Application.objects.using(db)
+        .filter(client_id__in=ids)
+        .order_by("app_code")
+        .values_list("client_id", "app_code")
     ):
         figures[client_id].by_application[app_code] = InvitationFigures()
 
     counts = _invitation_counts(month, now)
-    in_month = Invitation.objects.filter(counts.pop("in_month"), client_id__in=ids).order_by()
+    in_month = Invitation.objects.using(db).filter(counts.pop("in_month"), client_id__in=ids).order_by()
     for row in in_month.values("client_id", "application__app_code").annotate(**counts):
         client_id, app_code = row.pop("client_id"), row.pop("application__app_code")
         figures[client_id].by_application[app_code] = InvitationFigures(**row)
@@ -190,13 +195,14 @@ def month_figures(
         Case(When(status=Invitation.Status.PENDING, then="max_uses"), default="used_count", output_field=IntegerField())
     )
     for client_id, used in (
-        Invitation.objects.filter(client_id__in=ids).order_by().values_list("client_id").annotate(seats=seats)
+        Invitation.objects.using(db).filter(client_id__in=ids).order_by().values_list("client_id").annotate(seats=seats)
     ):
         figures[client_id].seats_used = used or 0
 
     start, end = month, next_month(month)
     usage = (
-        Usage.objects.filter(client_id__in=ids, day__gte=start, day__lt=end)
+        Usage.objects.using(db)
+        .filter(client_id__in=ids, day__gte=start, day__lt=end)
         .order_by()
         .values_list("client_id", "api_key_id", "status_class")
         .annotate(requests=Sum("count"))
@@ -208,7 +214,7 @@ def month_figures(
         api.requests += requests
         api.by_status_class[status_class] += requests
         key_ids.add(key_id)
-    prefixes = dict(ApiKey.objects.filter(pk__in=key_ids).values_list("pk", "prefix")) if key_ids else {}
+    prefixes = dict(ApiKey.objects.using(db).filter(pk__in=key_ids).values_list("pk", "prefix")) if key_ids else {}
     for client_id, key_id, _, requests in rows:
         by_key = figures[client_id].api.by_key
         prefix = prefixes.get(key_id, str(key_id))
@@ -231,7 +237,9 @@ def client_month_figures(client: Client, month: date | str, *, now: datetime | N
 
 def every_client_month(month: date, *, clients=None, batch: int = BATCH) -> Iterator[MonthFigures]:
     """Every client's figures for `month` in code order, computed `batch` clients at a time (keyset by code)."""
-    queryset = (clients if clients is not None else Client.objects.all()).select_related("tier").order_by("code")
+    queryset = (
+        (clients if clients is not None else Client.objects.using(read_alias())).select_related("tier").order_by("code")
+    )
     after = ""
     while True:
         chunk = list(queryset.filter(code__gt=after)[:batch])

@@ -8,6 +8,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -75,9 +77,8 @@ def acme(committed, make_client):
     invitation_services.revoke_invitation(actor=None, invitation=revoked, reason="sent by mistake")
     # Usage counters, as the API writes them: two successes and a 404.
     api = HttpClient(HTTP_AUTHORIZATION=f"Bearer {secret_key}")
-    assert [api.get(path).status_code for path in ("/api/v1/client", "/api/v1/client", "/api/v1/applications/x")] == [
-        200, 200, 404,
-    ]  # fmt: skip
+    paths = ("/api/v1/client", "/api/v1/client", "/api/v1/applications/missing")
+    assert [api.get(path).status_code for path in paths] == [200, 200, 404]
     create_checkpoints(actor=None, client=client)  # a signed checkpoint of acme's chain, restored verbatim too
     return client
 
@@ -538,3 +539,59 @@ def test_only_the_owner_may_keep_an_events_time_not_a_runtime_role_that_sets_the
         ).fetchone()[0]
         connection.rollback()
     assert backdated is True  # the database's time, not the caller's
+
+
+def test_a_restore_whose_session_is_killed_half_way_leaves_nothing(acme, acme_backup):
+    """Not a simulated failure: the restore's own database session is terminated while its transaction holds
+    every row. A superuser holds the client's tier row, so the restore's deferred foreign-key check (after all
+    inserts and its audit event) waits there; then its backend is killed, as a `kill -9` or a lost connection
+    would end it."""
+    clients_before = Client.objects.count()
+    outcome: dict = {}
+
+    def restore():
+        try:
+            backup.restore_client(actor=None, path=acme_backup, as_code="acme-kill", domain="acme-kill.thepia.net")
+        except Exception as error:
+            outcome["error"] = error
+        finally:
+            connections.close_all()
+
+    with connect_as_superuser() as blocker, connect_as_superuser() as watcher:
+        blocker.execute("BEGIN")
+        blocker.execute("SELECT 1 FROM clients_tier WHERE code = %s FOR UPDATE", [acme.tier_id])
+        worker = threading.Thread(target=restore)
+        worker.start()
+        waiting = None
+        for _ in range(1200):  # the restore reaches the tier row only after inserting every table
+            waiting = watcher.execute(
+                "SELECT pid, query FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND %s = ANY(pg_blocking_pids(pid))",
+                [blocker.info.backend_pid],
+            ).fetchone()
+            if waiting or not worker.is_alive():
+                break
+            time.sleep(0.05)
+        assert waiting, f"the restore never waited on the tier row: {outcome}"
+        pid, statement = waiting
+        assert statement == "SET CONSTRAINTS ALL IMMEDIATE", statement  # every row and its event written
+        watcher.execute("SELECT pg_terminate_backend(%s)", [pid])
+        blocker.execute("ROLLBACK")
+    worker.join(timeout=30)
+    assert not worker.is_alive() and "error" in outcome
+    assert Client.objects.count() == clients_before
+    assert not Client.objects.filter(code="acme-kill").exists()
+    with connect_as_superuser() as connection:
+        forced = connection.execute(
+            "SELECT count(*) FROM pg_class WHERE relname = ANY(%s) AND NOT relforcerowsecurity",
+            [[model._meta.db_table for model in backup.backed_up_models()]],
+        ).fetchone()[0]
+        assert forced == 0, "FORCE ROW LEVEL SECURITY is back on every table"
+        for table in ("clients_application", "invitations_invitation", "audit_auditevent"):
+            stray = connection.execute(
+                sql.SQL("SELECT count(*) FROM {} WHERE client_id NOT IN (SELECT id FROM clients_client)").format(
+                    sql.Identifier(table)
+                )
+            ).fetchone()[0]
+            assert stray == 0, table
+    assert dbroles.verify() == []

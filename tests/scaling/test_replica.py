@@ -8,12 +8,15 @@ from django.conf import settings
 from django.db import connections, transaction
 from django.http import HttpResponse
 from django.test import RequestFactory
+from django.test.utils import CaptureQueriesContext
 
+from audit.selectors import events_in_chain_order
 from clients import services
 from clients.models import Application, Client
 from config import routers
 from config.middleware import RequestContextMiddleware
 from config.routers import REPLICA_ALIAS, read_alias
+from reports.analytics import client_month_figures
 from tests.conftest import connect_as_superuser
 from tests.scaling.conftest import wait_for_replay
 
@@ -134,3 +137,15 @@ def test_rls_holds_on_the_replica_for_the_tenant_role(two_clients, replica):
     with replica.connect_as(settings.CONSOLE_DB_ALIAS) as console:
         assert console.execute("SELECT count(*) FROM clients_application").fetchone()[0] == 2
     assert Application.objects.using(REPLICA_ALIAS).count() == 2
+
+
+def test_analytics_and_exports_read_on_the_replica(two_clients, request_scope):
+    acme, _ = two_clients
+    with (
+        CaptureQueriesContext(connections[REPLICA_ALIAS]) as on_replica,
+        CaptureQueriesContext(connections[settings.CONSOLE_DB_ALIAS]) as on_primary,
+    ):
+        figures = client_month_figures(acme, "2026-11")
+        events = list(events_in_chain_order(client_id=acme.pk))  # what an export streams
+    assert "onboarding" in figures.by_application and events
+    assert len(on_replica) >= 3 and len(on_primary) == 0, [q["sql"][:80] for q in on_primary.captured_queries]
