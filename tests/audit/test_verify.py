@@ -27,10 +27,10 @@ def test_an_intact_trail_exits_0(acme, manage):
     assert run.code == 0, run.out + run.err
     assert "Intact:" in run.out and "legacy" not in run.out
     summary = manage("verify_audit", "--client", "acme", "--json").json
-    assert summary == {"ok": True, "chains": 1, "events": 6, "legacy_unkeyed": 0, "checkpoints": 0}
+    assert summary == {"ok": True, "chains": 1, "events": 5, "legacy_unkeyed": 0, "checkpoints": 0}
     fourth = chain(acme)[3]
     since = manage("verify_audit", "--client", acme.code, "--since", fourth.occurred_at.isoformat(), "--json").json
-    assert since["events"] == 3  # the walk starts at the first event from then on, taking its link as given
+    assert since["events"] == 2  # the walk starts at the first event from then on, taking its link as given
     assert manage("verify_audit", "--since", "2999-01-01", "--json").json["events"] == 0
 
 
@@ -56,7 +56,7 @@ def test_events_deleted_from_the_end_are_caught_by_the_head(acme, manage):
     as_superuser(("DELETE FROM audit_auditevent WHERE id = %s", [last.id]))
     run = manage("verify_audit", "--client", "acme")
     assert run.code == 1
-    assert problems(run) == [f"deleted: chain {acme.pk}: the chain head names seq 6, its last event is seq 5"]
+    assert problems(run) == [f"deleted: chain {acme.pk}: the chain head names seq 5, its last event is seq 4"]
 
 
 def test_an_inserted_event_is_named(acme, manage):
@@ -125,7 +125,7 @@ def test_an_event_the_console_role_appends_does_not_verify_and_cannot_be_backdat
     run = manage("verify_audit")
     assert run.code == 1
     assert problems(run) == [
-        f"forged: event {forged.id} (chain {acme.pk}, seq 7): its mac does not verify: not written with the audit key"
+        f"forged: event {forged.id} (chain {acme.pk}, seq 6): its mac does not verify: not written with the audit key"
     ]
 
 
@@ -157,12 +157,12 @@ def test_a_legacy_unkeyed_prefix_is_accepted_and_counted_but_not_after_keyed_eve
     as_superuser(*rewrite_chain(acme, legacy_up_to=2))
     run = manage("verify_audit", "--client", "acme")
     assert run.code == 0, run.out
-    assert "Intact: 6 event(s) (2 legacy, unkeyed) in 1 chain(s)." in run.out
+    assert "Intact: 5 event(s) (2 legacy, unkeyed) in 1 chain(s)." in run.out
     last = chain(acme)[-1]
     as_superuser(("UPDATE audit_auditevent SET key_id = '', mac = '' WHERE id = %s", [last.id]))
     run = manage("verify_audit", "--client", "acme")
     assert problems(run) == [
-        f"forged: event {last.id} (chain {acme.pk}, seq 6): no key id after keyed events (the database refuses those)"
+        f"forged: event {last.id} (chain {acme.pk}, seq 5): no key id after keyed events (the database refuses those)"
     ]
 
 
