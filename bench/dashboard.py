@@ -17,8 +17,11 @@ by the cleanup), 30% pending (some expiring within 48 hours); 5% of the secrets 
 days. Each round computes the dashboard (`reports.dashboard.dashboard`, every figure of the index)
 once on each database, alternating which goes first, for a platform-wide user and for a user granted
 ten clients. Medians per path are printed, the ratio large/reference, the query count, and each
-query's median time in the large database. The data stays for the next run (loading is skipped
-when the sizes match); `--drop` removes both databases.
+query's median time in the large database. In the same rounds it times the invitation trends and
+seats alone two ways, side by side: as the dashboard reads them now (the summary the invitations'
+trigger keeps, reports/models.py) and as it computed them before (live aggregates over the
+invitations, `previous_trends`), and checks that both give the same figures. The data stays for
+the next run (loading is skipped when the sizes match); `--drop` removes both databases.
 """
 
 from __future__ import annotations
@@ -157,7 +160,8 @@ def load(*, clients: int, invitations: int, seed: int, reload: bool) -> None:
         for table in tables:
             cursor.execute(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
     with owner.cursor() as cursor:
-        for table in tables:
+        # The dashboard's summary, which the invitations' trigger filled during the COPY, too.
+        for table in [*tables, "reports_invitationdaily", "reports_clientseats"]:
             cursor.execute(f"VACUUM ANALYZE {table}")
     say(f"  loaded in {time.perf_counter() - started:.1f} s")
 
@@ -216,6 +220,89 @@ def timed(user) -> tuple[float, list[tuple[str, float]]]:
     return elapsed, [(query["sql"], float(query["time"])) for query in queries]
 
 
+def previous_trends(scope, now):
+    """The invitation trends and seats as the dashboard computed them before the summary: live aggregates
+    over the invitations (the code of reports/dashboard.py before reports/migrations/0001), kept here
+    to time them side by side with the summary and to check that both give the same figures."""
+    from django.db.models import Case, Count, F, FloatField, IntegerField, Max, Sum, When  # noqa: PLC0415
+    from django.db.models.functions import Cast, NullIf, TruncWeek  # noqa: PLC0415
+
+    from invitations.models import Invitation  # noqa: PLC0415
+    from reports.dashboard import WEEKS, week_start  # noqa: PLC0415
+
+    def weekly(queryset, column, *extra):
+        return (
+            queryset.annotate(week=TruncWeek(column, tzinfo=UTC)).order_by().values_list("week", *extra)
+            .annotate(count=Count("id"))
+        )  # fmt: skip
+
+    first = week_start(now) - timedelta(weeks=WEEKS - 1)
+    invitations = scope(Invitation.objects)
+    counts = {first + timedelta(weeks=i): {} for i in range(WEEKS)}
+
+    def add(week, kind, count):
+        if week in counts:
+            counts[week][kind] = counts[week].get(kind, 0) + count
+
+    for week, count in weekly(invitations.filter(created_at__gte=first, created_at__lte=now), "created_at"):
+        add(week, "issued", count)
+    finished = invitations.exclude(status="pending").filter(finished_at__gte=first, finished_at__lte=now)
+    kinds = {"accepted": "redeemed", "expired": "expired", "revoked": "revoked"}
+    for week, status, count in weekly(finished, "finished_at", "status"):
+        add(week, kinds[status], count)
+    overdue = invitations.filter(status="pending", expires_at__gte=first, expires_at__lte=now)
+    for week, count in weekly(overdue, "expires_at"):
+        add(week, "expired", count)
+    seats = Sum(Case(When(status="pending", then="max_uses"), default="used_count", output_field=IntegerField()))
+    top = list(
+        scope(Invitation.objects).order_by().values("client_id")
+        .annotate(seats=seats, limit=NullIf(Max("client__tier__max_users"), 0)).filter(seats__gt=0)
+        .annotate(share=Cast("seats", FloatField()) / Cast("limit", FloatField()))
+        .order_by(F("share").desc(nulls_first=True), "client_id").values_list("client_id", "seats")[:10]
+    )  # fmt: skip
+    weeks = [(start, *(figures.get(k, 0) for k in ("issued", "redeemed", "expired", "revoked")))
+             for start, figures in counts.items()]  # fmt: skip
+    return weeks, top
+
+
+def summary_trends(scope, now):
+    """The same figures as the dashboard now reads them (reports.dashboard, from the summary)."""
+    from reports.dashboard import _nearest_seat_limit, _weeks  # noqa: PLC0415
+
+    weeks = [(w.start, w.issued, w.redeemed, w.expired, w.revoked) for w in _weeks(scope, now)]
+    return weeks, [(use.client.pk, use.seats) for use in _nearest_seat_limit(scope)]
+
+
+def timed_trends(user) -> dict[str, tuple[float, object]]:
+    """Previous (live) and current (summary) trends and seats for `user`, each timed; the figures to compare."""
+    from django.utils import timezone  # noqa: PLC0415
+
+    from reports.dashboard import Scope  # noqa: PLC0415
+
+    scope, now, result = Scope(user), timezone.now(), {}
+    for name, compute in (("live aggregates", previous_trends), ("summary", summary_trends)):
+        began = time.perf_counter()
+        figures = compute(scope, now)
+        result[name] = (time.perf_counter() - began, figures)
+    return result
+
+
+def report_trends(users, samples, mismatches) -> None:
+    say("")
+    say("the invitation trends and seats alone (weekly series and nearest seat limit), same rounds:")
+    say(f"{'user':<22} {'computed from':<16} {'reference ms':>13} {'large ms':>9} {'large/ref':>10}")
+    for who in users:
+        for name in ("live aggregates", "summary"):
+            ref_ms = statistics.median(samples[("reference", who, name)]) * 1000
+            large_ms = statistics.median(samples[("large", who, name)]) * 1000
+            say(f"{who:<22} {name:<16} {ref_ms:>13.1f} {large_ms:>9.1f} {large_ms / ref_ms:>10.1f}")
+    say(
+        "the summary's figures equal the live aggregates' in every round"
+        if not mismatches
+        else f"MISMATCH between the summary and the live aggregates: {sorted(set(mismatches))}"
+    )
+
+
 def main() -> None:
     args = parse_args()
     large, reference = args.database, f"{args.database}_ref"
@@ -232,6 +319,8 @@ def main() -> None:
     samples = {(db, who): [] for db in ("large", "reference") for who in large_users}
     queries: dict[str, list[list[tuple[str, float]]]] = {who: [] for who in large_users}
     sides = {"large": (large, large_users), "reference": (reference, ref_users)}
+    trend_samples: dict[tuple[str, str, str], list[float]] = {}
+    mismatches: list[tuple[str, str]] = []
     say(f"{args.rounds} rounds, alternating the order …")
     for round_number in range(args.rounds):
         order = ["large", "reference"] if round_number % 2 == 0 else ["reference", "large"]
@@ -244,6 +333,12 @@ def main() -> None:
                 samples[(side, who)].append(elapsed)
                 if side == "large":
                     queries[who].append(ran)
+                trends = timed_trends(user)
+                live, summary = trends["live aggregates"][1], trends["summary"][1]
+                if live != summary:
+                    mismatches.append((side, who))
+                for name, (seconds, _) in trends.items():
+                    trend_samples.setdefault((side, who, name), []).append(seconds)
 
     say("")
     say(f"{'user':<22} {'queries':>7} {'reference ms':>13} {'large ms':>9} {'large/ref':>10}")
@@ -256,6 +351,7 @@ def main() -> None:
         f"reference: {args.ref_clients:,} clients / {args.ref_invitations:,} invitations; "
         f"large: {args.clients:,} clients / {args.invitations:,} invitations; medians of {args.rounds} rounds"
     )
+    report_trends(large_users, trend_samples, mismatches)
     for who in large_users:
         say("")
         say(f"each query at the large size, {who} (median ms):")

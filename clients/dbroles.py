@@ -49,6 +49,9 @@ CONSOLE_GRANTS: dict[str, str] = {
     "admin.LogEntry": "SELECT, INSERT, DELETE",
     "django_migrations": "SELECT",  # health_check reports unapplied migrations
     "api.Usage": "SELECT",  # usage reports; the API's own role writes the counters
+    # The dashboard's invitation summary: read only; the invitations' trigger writes it as the owner.
+    "reports.InvitationDaily": "SELECT",
+    "reports.ClientSeats": "SELECT",
     # Per-client staff grants (staff/models.py): granted and revoked by staff.services.
     "staff.ClientUserGrant": DML,
     "staff.ClientGroupGrant": DML,
@@ -100,7 +103,14 @@ CONSOLE_FUNCTIONS: frozenset[str] = frozenset()
 # gives it back exactly what it already has (the owner may lift FORCE on its own tables at any
 # time): it grants nothing new. verify() accepts it on these tables only and reports it anywhere else.
 DEFINER_POLICY = "api_auth_definer"
-DEFINER_TABLES = frozenset({"clients.ApiKey", "clients.Client", "vault.DataKey", "api.Usage"})
+DEFINER_TABLES = frozenset(
+    {
+        "clients.ApiKey", "clients.Client", "vault.DataKey", "api.Usage",  # api_authenticate (api/migrations)
+        # invitation_summary, the invitations' trigger (reports/migrations/0001): the tenant role redeems, so the
+        # trigger fires as it and writes as the owner; the tenant role holds no privilege on these tables.
+        "reports.InvitationDaily", "reports.ClientSeats",
+    }
+)  # fmt: skip
 # Tables the app role may read without RLS: global, identical for every client.
 APP_GLOBAL_TABLES = {"clients.Tier", "vault.SigningKey"}
 
@@ -115,6 +125,10 @@ RULE_TRIGGERS = (
     ("audit_auditevent", "audit_event_moves_head"),
     ("audit_auditevent", "audit_event_fixed_by_db"),
     ("vault_secret", "secret_usage_forward"),
+    # The dashboard's summary follows every write to the invitations (reports/migrations/0001).
+    ("invitations_invitation", "invitation_summary_insert"),
+    ("invitations_invitation", "invitation_summary_update"),
+    ("invitations_invitation", "invitation_summary_delete"),
 )
 
 APP_POLICY = "tenant_isolation"

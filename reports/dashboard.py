@@ -2,9 +2,10 @@
 
 Every figure about clients is narrowed to the clients the staff member may see (`staff.scoping`);
 platform-wide figures (staff sign-ins, the cleanup schedule) are shown only to platform-wide roles,
-as `scope()` shows rows of no client only to them. Each query is an aggregate on an index (see
-docs/console.md and `bench/dashboard.py`), so the page costs the same number of queries at 10 clients
-or 100,000.
+as `scope()` shows rows of no client only to them. The invitation trends and seats come from the
+summary the invitations' trigger keeps in the writing transaction (`reports.models`); every other
+query is an aggregate on an index (see docs/console.md and `bench/dashboard.py`), so the page costs
+the same number of queries at 10 clients or 100,000.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from django.db.models import Case, Count, F, FloatField, IntegerField, Max, Q, Sum, When
+from django.db.models import Count, F, FloatField, Q, Sum
 from django.db.models.functions import Cast, NullIf, TruncWeek
 from django.utils import timezone
 
 from audit.models import AuditEvent
 from clients.models import Client
 from invitations.models import Invitation
+from reports.models import ClientSeats, InvitationDaily
 from staff.scoping import granted_client_ids
 from vault.models import Secret
 
@@ -119,8 +121,8 @@ class Scope:
 
 
 def dashboard(user, *, now: datetime | None = None) -> Dashboard:
-    """Every figure of the console's index for `user`: twelve queries whatever the data; a scoped user's
-    figures take eleven (their granted clients read first, no platform-wide figures), none of them
+    """Every figure of the console's index for `user`: ten queries whatever the data; a scoped user's
+    figures take nine (their granted clients read first, no platform-wide figures), none of them
     when they hold no client."""
     now = now or timezone.now()
     scope = Scope(user)
@@ -178,45 +180,40 @@ def _clients_by_tier(scope: Scope) -> list[TierCount]:
     return [TierCount(tier, by_status) for tier, by_status in tiers.items()]
 
 
-def _weekly(queryset, column: str, *extra: str):
-    return (
-        queryset.annotate(week=TruncWeek(column, tzinfo=UTC))
-        .order_by()
-        .values_list("week", *extra)
-        .annotate(count=Count("id"))
-    )
-
-
 def _weeks(scope: Scope, now: datetime) -> list[Week]:
     """Invitations issued, redeemed, expired and revoked per week, the current week last.
 
-    Issued counts `created_at`; redeemed, revoked and expired count when the invitation stopped
-    being pending (`finished_at`, set by the service that finished it), plus pending ones already
-    past their expiry that the cleanup has not yet marked (by `expires_at`). Each is a range scan
-    of an index: `invitation_created_at`, `invitation_finished_at`, `invitation_pending_expiry`.
+    Read from the summary the invitations' trigger keeps (`reports.models.InvitationDaily`: per client
+    and UTC day, issued by `created_at`, redeemed/revoked/expired by `finished_at`), summed per day:
+    at most 84 rows back whatever the number of invitations. Pending invitations already past their
+    expiry that the cleanup has not yet marked are counted live, in the week they lapsed (by
+    `expires_at`, a range scan of the partial index `invitation_pending_expiry`, which holds only
+    pending ones). Invitations the cleanup purged after the retention period stay in the history.
     """
     first = week_start(now) - timedelta(weeks=WEEKS - 1)
-    invitations = scope(Invitation.objects)
     counts: dict[datetime, dict[str, int]] = {first + timedelta(weeks=i): {} for i in range(WEEKS)}
 
     def add(week, kind, count):
-        if week in counts:  # a timestamp after `now` (clock skew) falls outside the chart
+        if week in counts and count:  # a day after `now` (clock skew) falls outside the chart
             counts[week][kind] = counts[week].get(kind, 0) + count
 
-    for week, count in _weekly(invitations.filter(created_at__gte=first, created_at__lte=now), "created_at"):
-        add(week, "issued", count)
-    finished = invitations.exclude(status=Invitation.Status.PENDING).filter(
-        finished_at__gte=first, finished_at__lte=now
+    days = (
+        scope(InvitationDaily.objects)
+        .filter(day__gte=first.date(), day__lte=now.astimezone(UTC).date())
+        .order_by()
+        .values_list("day")
+        .annotate(Sum("issued"), Sum("redeemed"), Sum("expired"), Sum("revoked"))
     )
-    kinds = {
-        Invitation.Status.ACCEPTED: "redeemed",
-        Invitation.Status.EXPIRED: "expired",
-        Invitation.Status.REVOKED: "revoked",
-    }
-    for week, status, count in _weekly(finished, "finished_at", "status"):
-        add(week, kinds[status], count)
-    overdue = invitations.filter(status=Invitation.Status.PENDING, expires_at__gte=first, expires_at__lte=now)
-    for week, count in _weekly(overdue, "expires_at"):
+    for day, *figures in days:
+        week = datetime(day.year, day.month, day.day, tzinfo=UTC) - timedelta(days=day.weekday())
+        for kind, count in zip(("issued", "redeemed", "expired", "revoked"), figures, strict=True):
+            add(week, kind, count)
+    overdue = scope(Invitation.objects).filter(
+        status=Invitation.Status.PENDING, expires_at__gte=first, expires_at__lte=now
+    )
+    for week, count in (
+        overdue.annotate(week=TruncWeek("expires_at", tzinfo=UTC)).order_by().values_list("week").annotate(Count("id"))
+    ):
         add(week, "expired", count)
     return [Week(start, **kinds_) for start, kinds_ in counts.items()]
 
@@ -224,26 +221,19 @@ def _weeks(scope: Scope, now: datetime) -> list[Week]:
 def _nearest_seat_limit(scope: Scope) -> list[SeatUse]:
     """The clients whose seats (as `invitations.selectors.seats_used` counts them) are closest to their tier's limit.
 
-    Grouped by `client_id` alone (the tier's limit joined per row, not a client's every column
-    grouped), then the ten clients read by id: two queries.
+    Read from the summary the invitations' trigger keeps (`reports.models.ClientSeats`, one row per
+    client), joined to the client and its tier: one query, whatever the number of invitations.
     """
-    seats = Sum(
-        Case(When(status=Invitation.Status.PENDING, then="max_uses"), default="used_count", output_field=IntegerField())
-    )
-    limit = NullIf(Max("client__tier__max_users"), 0)
-    top = list(
-        scope(Invitation.objects)
-        .order_by()
-        .values("client_id")
-        .annotate(seats=seats, limit=limit)
+    limit = NullIf(F("client__tier__max_users"), 0)
+    top = (
+        scope(ClientSeats.objects)
         .filter(seats__gt=0)
+        .select_related("client__tier")
         # A tier allowing no users makes any seat 'over the limit': its share is NULL, sorted first.
-        .annotate(share=Cast("seats", FloatField()) / Cast("limit", FloatField()))
-        .order_by(F("share").desc(nulls_first=True), "client_id")
-        .values_list("client_id", "seats")[:NEAREST_LIMIT]
+        .annotate(share=Cast("seats", FloatField()) / Cast(limit, FloatField()))
+        .order_by(F("share").desc(nulls_first=True), "client_id")[:NEAREST_LIMIT]
     )
-    clients = Client.objects.select_related("tier").in_bulk([client_id for client_id, _ in top])
-    return [SeatUse(clients[client_id], used, clients[client_id].tier.max_users) for client_id, used in top]
+    return [SeatUse(row.client, row.seats, row.client.tier.max_users) for row in top]
 
 
 def _listed_with_total(queryset) -> tuple[int, list]:

@@ -173,10 +173,10 @@ def test_the_index_costs_the_same_queries_whatever_the_data(client, staff_user, 
     assert three_clients == one_client and "initech" not in page and "cleanup_invitations" not in page
 
 
-def test_the_figures_take_twelve_queries_eleven_for_a_scoped_user(superuser, staff_user, history):
+def test_the_figures_take_ten_queries_nine_for_a_scoped_user(superuser, staff_user, history):
     acme, _, _ = history
     manager = staff_user("manager", "Client manager", [acme])
-    for user, expected in ((superuser, 12), (manager, 11)):
+    for user, expected in ((superuser, 10), (manager, 9)):
         dashboard(user)  # the user's permissions, cached on the object as on a request's user
         with CaptureQueriesContext(connections[settings.CONSOLE_DB_ALIAS]) as queries:
             dashboard(user)
