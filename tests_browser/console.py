@@ -29,8 +29,14 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 
 SCREENSHOTS = Path(__file__).resolve().parent.parent / ".browser-screenshots"
 WAIT_SECONDS = 15
-# Text of the error pages a person could land on: Django's own (DEBUG off) and the browser's.
+# Text of the error pages a person could land on: the console's own (templates/500.html, 400, 403, 403_csrf,
+# 404), Django's defaults (should a handler be missing) and the browser's.
 ERROR_PAGE_TEXT = (
+    "Something went wrong on our side",
+    "Go back, correct the value and try again.",
+    "You may not open this page",
+    "This form could not be accepted",
+    "There is no such page",
     "Server Error (500)",
     "Internal Server Error",
     "Bad Request (400)",
@@ -172,6 +178,27 @@ class Console:
             button.get_attribute("value") if button.tag_name == "input" else button.get_attribute("textContent")
         ).strip()
 
+    def press(self, label: str) -> WebElement:
+        """A button that acts on the page itself (a *Copy* button): clicked where it is, no navigation."""
+        button = self.wait(
+            lambda d: next((b for b in self._buttons(d) if self._label(b) == label and b.is_displayed()), None),
+            message=f"button {label!r}",
+        )
+        button.click()
+        return button
+
+    def show(self, css: str) -> WebElement:
+        """Scroll the element into view, so that the step's screenshot shows it; returns it."""
+        element = self.driver.find_element(By.CSS_SELECTOR, css)
+        self.driver.execute_script("arguments[0].scrollIntoView()", element)
+        return element
+
+    def open_client(self, code: str) -> None:
+        """The client's page (the hub), from the clients list."""
+        self.open("/admin/clients/client/")
+        self.click_link(code, within="#result_list")
+        self.expect_path("/admin/clients/client/[0-9a-f-]{36}/change/")
+
     def save(self) -> None:
         """The admin change form's main "Save" button."""
         self._navigating(self.driver.find_element(By.CSS_SELECTOR, "input[name=_save]").click)
@@ -223,6 +250,22 @@ class Console:
                 box.click()
         self.choose("action", action_label)
         self._navigating(self.driver.find_element(By.CSS_SELECTOR, "button[name=index]").click)
+
+    # --- the clipboard -----------------------------------------------------------------------
+
+    def allow_clipboard(self) -> None:
+        """What a person grants once: the console may read and write the clipboard (headless has no prompt)."""
+        self.driver.execute_cdp_cmd(
+            "Browser.grantPermissions",
+            {"origin": self.base_url, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]},
+        )
+
+    def clipboard(self) -> str:
+        """The clipboard's text, as the page reads it (`navigator.clipboard.readText`)."""
+        return self.driver.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "navigator.clipboard.readText().then(done, (error) => done('clipboard refused: ' + error));"
+        )
 
     # --- reading -------------------------------------------------------------------------------
 

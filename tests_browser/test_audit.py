@@ -1,4 +1,4 @@
-"""Reading the trail: a client's events in the audit list, narrowed by action, and one event's page."""
+"""Reading the trail: from the client's page to its events in the audit list, narrowed by action; one event's page."""
 
 from __future__ import annotations
 
@@ -20,15 +20,25 @@ def test_trail(console, platform_admin, make_client):
     client_services.reactivate_client(actor=platform_admin.user, client=acme)
     sign_in(console, platform_admin)
 
-    with console.step("the audit trail"):
-        console.open_model("audit.auditevent")
-        console.expect_path("/admin/audit/auditevent/")
-        console.expect_text("client.created", "client.deactivated", "staff.user_created")
+    with console.step("the client's page: its latest events"):
+        console.open_client("acme")
+        latest = console.show("#trail").text
+        assert "client.deactivated" in latest and "client.reactivated" in latest, latest
 
-    with console.step("one client's events"):
-        console.filter_by("client", "acme")
+    with console.step("its full trail: the client's events"):
+        console.click_link("The full audit trail of acme", within="#trail")
+        console.expect_path("/admin/audit/auditevent/")
         actions = column(console, "action")
         assert {"client.created", "client.deactivated", "client.reactivated"} <= set(actions), actions
+        assert set(column(console, "client_code")) == {"acme"}
+
+    with console.step("the whole trail: every client's events and the staff's"):
+        console.open_model("audit.auditevent")
+        console.expect_text("client.created", "client.deactivated", "staff.user_created")
+        assert "globex" in column(console, "client_code")
+
+    with console.step("one client's events, by the filter"):
+        console.filter_by("client", "acme")
         assert set(column(console, "client_code")) == {"acme"}
 
     with console.step("narrowed to one action"):

@@ -20,14 +20,14 @@ def test_a_server_error_fails_the_step(console, settings):
     settings.ROOT_URLCONF = "tests_browser.urls"
     console.open("/harness/fail/")
     _refused(console, "server: ERROR: Internal Server Error: /harness/fail/", "a deliberate failure",
-             "error page: 'Server Error (500)'", "status of 500")  # fmt: skip
+             "error page: 'Something went wrong on our side'", "status of 500")  # fmt: skip
 
 
 def test_a_missing_page_fails_the_step(console):
     console.open("/admin/login/")
     console.check("the sign-in page is clean")
     console.open("/no-such-page/")
-    _refused(console, "server: WARNING: Not Found: /no-such-page/")
+    _refused(console, "server: WARNING: Not Found: /no-such-page/", "error page: 'There is no such page'")
 
 
 def test_a_javascript_error_fails_the_step(console):

@@ -1,4 +1,5 @@
-"""A client's secret in the console: added write-only, then revealed after re-authenticating, with a reason."""
+"""A client's secret in the console: added from the client's page, write-only, then revealed after
+re-authenticating, with a reason."""
 
 from __future__ import annotations
 
@@ -14,13 +15,15 @@ def test_secret(console, platform_admin, make_client):
     make_client("acme", tier="pro")
     sign_in(console, platform_admin)
 
-    with console.step("the secrets list"):
-        console.open_model("vault.secret")
-        console.expect_path("/admin/vault/secret/")
+    with console.step("the client's page"):
+        console.open_client("acme")
+
+    with console.step("add secret: the client is filled in"):
+        console.click_link("Add secret", within=".object-tools")
+        console.expect_path("/admin/vault/secret/add/")
+        assert console.driver.find_element(By.CSS_SELECTOR, ".field-client .select2-selection").text.endswith("acme")
 
     with console.step("a new secret without a value is refused"):
-        console.click_link("Add secret", within=".object-tools")
-        console.choose_autocomplete("client", "ac", "acme")
         console.fill("provider", "slack")
         console.choose("secret_type", "API key")
         console.save()
@@ -35,14 +38,18 @@ def test_secret(console, platform_admin, make_client):
         secret = Secret.objects.get(client__code="acme", name="slack-api_key")
         assert VALUE not in console.driver.page_source
 
+    with console.step("the client's page lists it, value set"):
+        console.open_client("acme")
+        assert "set (data key v1)" in console.show("#secrets").text
+
     with console.step("the secret's page offers a reveal"):
-        console.click_link("slack-api_key", within="#result_list")
+        console.click_link("slack-api_key", within="#secrets")
         console.expect_path(f"/admin/vault/secret/{secret.pk}/change/")
         assert console.readonly("value_state").startswith("set")
         assert VALUE not in console.driver.page_source
 
     with console.step("revealing asks to confirm it is you"):
-        console.click_link("Reveal the value")
+        console.click_link("Reveal the value…")
         console.expect_path("/admin/elevate/")
 
     with console.step("confirmed: the reveal asks for a reason"):
@@ -56,5 +63,6 @@ def test_secret(console, platform_admin, make_client):
         value = console.driver.find_element(By.CSS_SELECTOR, "textarea[aria-label='secret value']")
         assert value.get_attribute("value") == VALUE
         console.expect_text("shown on this page only")
+        assert console.driver.find_element(By.CSS_SELECTOR, "[data-copy=secret-value]").is_displayed()
         access = SecretAccess.objects.get(secret_id=secret.pk, access_type=SecretAccess.Type.REVEAL)
         assert access.reason == "ticket 4411: Slack integration check"
