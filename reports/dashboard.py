@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from clients.models import Client
+from config.routers import read_alias
 from invitations.models import Invitation
 from reports.models import ClientSeats, InvitationDaily
 from staff.scoping import granted_client_ids
@@ -111,12 +112,14 @@ class Scope:
 
     def __init__(self, user):
         self.client_ids = granted_client_ids(user)
+        self.db = read_alias()  # the replica when one is configured (docs/scaling.md)
 
     @property
     def platform_wide(self) -> bool:
         return self.client_ids is None
 
     def __call__(self, queryset, column: str = "client_id"):
+        queryset = queryset.using(self.db)
         return queryset if self.client_ids is None else queryset.filter(**{f"{column}__in": self.client_ids})
 
 
@@ -145,14 +148,17 @@ def dashboard(user, *, now: datetime | None = None) -> Dashboard:
         .order_by("expires_at", "name")
     )
     if board.platform_wide:
-        sign_ins = AuditEvent.objects.filter(
-            action__in=[SIGN_IN_FAILED, LOCKED_OUT], occurred_at__gt=now - SIGN_INS_WITHIN
-        ).aggregate(
-            failed=Count("id", filter=Q(action=SIGN_IN_FAILED)), lockouts=Count("id", filter=Q(action=LOCKED_OUT))
+        sign_ins = (
+            AuditEvent.objects.using(scope.db)
+            .filter(action__in=[SIGN_IN_FAILED, LOCKED_OUT], occurred_at__gt=now - SIGN_INS_WITHIN)
+            .aggregate(
+                failed=Count("id", filter=Q(action=SIGN_IN_FAILED)), lockouts=Count("id", filter=Q(action=LOCKED_OUT))
+            )
         )
         board.failed_sign_ins, board.lockouts = sign_ins["failed"], sign_ins["lockouts"]
         last = (
-            AuditEvent.objects.filter(action=CLEANUP_ACTION, occurred_at__lte=now)
+            AuditEvent.objects.using(scope.db)
+            .filter(action=CLEANUP_ACTION, occurred_at__lte=now)
             .order_by("-occurred_at")
             .values_list("occurred_at", flat=True)
             .first()

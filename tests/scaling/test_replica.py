@@ -5,6 +5,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import connections, transaction
 from django.http import HttpResponse
 from django.test import RequestFactory
@@ -17,6 +18,7 @@ from config import routers
 from config.middleware import RequestContextMiddleware
 from config.routers import REPLICA_ALIAS, read_alias
 from reports.analytics import client_month_figures
+from reports.dashboard import dashboard
 from tests.conftest import connect_as_superuser
 from tests.scaling.conftest import wait_for_replay
 
@@ -149,3 +151,9 @@ def test_analytics_and_exports_read_on_the_replica(two_clients, request_scope):
         events = list(events_in_chain_order(client_id=acme.pk))  # what an export streams
     assert "onboarding" in figures.by_application and events
     assert len(on_replica) >= 3 and len(on_primary) == 0, [q["sql"][:80] for q in on_primary.captured_queries]
+    # The dashboard's figures too; only the staff member's own grants are read on the primary.
+    staff = User.objects.create_superuser("replica-reader", "reader@thepia.net", None)
+    routers.unpinned()  # a later request: the write above pinned this one to the primary
+    with CaptureQueriesContext(connections[REPLICA_ALIAS]) as on_replica:
+        board = dashboard(staff)
+    assert board.clients_by_tier and len(on_replica) >= 8
