@@ -31,6 +31,7 @@ from clients.selectors import client_usage, features_not_in_tier, recent_events,
 from config.admin import ReadOnlyAdminMixin, confirm_one, confirmed_action
 from config.errors import FlowsError, NotFound
 from invitations.selectors import recent_invitations
+from reports.analytics import client_month_figures, previous_month
 from staff import services as staff_services
 from staff.elevation import elevated_until, require_elevation
 from staff.elevation import notice as elevation_notice
@@ -249,6 +250,13 @@ class ClientAdmin(ClientScopedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
     def has_rotate_keys_permission(self, request):
         return request.user.has_perm("vault.rotate_keys")
 
+    def has_change_permission(self, request, obj=None):
+        # An erased client is a record, not something to edit: its page is read-only (the service refuses
+        # reactivation and new keys anyway).
+        if obj is not None and client_state(obj) == "erased":
+            return False
+        return super().has_change_permission(request, obj)
+
     def get_urls(self):
         view = self.admin_site.admin_view
         return [
@@ -427,6 +435,11 @@ class ClientAdmin(ClientScopedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
                 for key in keys
             ]  # fmt: skip
             hub["api_usage"] = _usage_text(usage_by_class(client_id=client.pk))
+        if user.has_perm("invitations.view_invitation"):
+            # This month's and last month's figures, as `client_analytics` prints them (reports/analytics.py).
+            this_month = client_month_figures(client, timezone.now().date())
+            last_month = client_month_figures(client, previous_month(this_month.month))
+            hub["months"] = [this_month.as_dict(), last_month.as_dict()]
         if user.has_perm("audit.view_auditevent"):
             hub["events"] = list(recent_events(client, limit))
             hub["trail_url"] = reverse("admin:audit_auditevent_changelist") + "?" + urlencode({"client": client.code})

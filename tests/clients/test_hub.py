@@ -16,7 +16,7 @@ from audit.models import AuditEvent
 from clients import services
 from clients.models import Client
 from invitations.models import Invitation
-from invitations.services import Invitee, issue_invitation
+from invitations.services import Invitee, issue_invitation, revoke_invitation
 from staff import services as staff_services
 from staff.elevation import SESSION_KEY
 from vault.models import DataKey, Secret
@@ -242,3 +242,33 @@ def test_a_deactivated_client_costs_the_same_queries_too(client, acme):
         set_secret(actor=None, client=acme, provider=f"p{index}", secret_type="api_key", value="v" * 20)
     services.deactivate_client(actor=None, client=acme, reason="paused again")
     assert _hub_queries(client, acme) == few
+
+
+def test_the_hub_shows_this_and_last_months_figures(client, acme):
+    sign_in(client, "root", None)
+    onboarding = acme.applications.get(app_code="onboarding")
+    second, _ = issue_invitation(
+        actor=None, client=acme, application=onboarding, invitee=Invitee("Bo", "bo@acme.example")
+    )
+    revoke_invitation(actor=None, invitation=second, reason="sent twice")
+    page = client.get(hub_url(acme)).content.decode()
+    section = page[page.index('id="analytics"') :]
+    this_month = f"{timezone.now():%Y-%m}"
+    row = section[section.index(this_month) : section.index("</tr>", section.index(this_month))]
+    cells = [cell.split(">")[-1].strip() for cell in row.split("</td>")[:-1]]
+    # acme's fixture issued one, this test one more and revoked it: 2 issued, 1 revoked, none redeemed.
+    assert cells[:5] == ["2", "0", "0", "1", "0 %"], cells
+    assert "client_analytics acme" in section
+
+
+def test_an_erased_clients_page_is_read_only(client, acme):
+    sign_in(client, "root", None)
+    services.erase_client(actor=None, client=acme, confirm="acme")
+    page = client.get(hub_url(acme)).content.decode()
+    assert 'name="_save"' not in page and 'name="legal_name"' not in page
+    assert "Erased" in page
+    refused = client.post(hub_url(acme), {"legal_name": "Renamed", "domain": "acme.example", "region": "EU",
+                                          "tier": "pro"})  # fmt: skip
+    assert refused.status_code == 403
+    acme.refresh_from_db()
+    assert acme.legal_name != "Renamed"
