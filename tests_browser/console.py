@@ -234,6 +234,25 @@ class Console:
         option.click()
         self.wait(lambda d: Select(d.find_element(By.NAME, name)).first_selected_option.text == label)
 
+    def filter_by_autocomplete(self, title: str, search: str, choice: str) -> None:
+        """A search-as-you-type filter of a change list's sidebar (the audit list's client and actor): type
+        `search`, pick the option starting with `choice`; the list reloads filtered by it."""
+        filter_box = self.wait(
+            ec.presence_of_element_located((By.CSS_SELECTOR, f'details[data-filter-title="{title}"]')),
+            message=f"filter {title!r}",
+        )
+        filter_box.find_element(By.CSS_SELECTOR, ".select2-selection").click()
+        box = self.wait(ec.visibility_of_element_located((By.CSS_SELECTOR, ".select2-search__field")))
+        box.send_keys(search)
+        option = self.wait(
+            lambda d: next(
+                (o for o in d.find_elements(By.CSS_SELECTOR, ".select2-results__option") if o.text.startswith(choice)),
+                None,
+            ),
+            message=f"autocomplete option {choice!r}",
+        )
+        self._navigating(option.click)
+
     def filter_by(self, name: str, value: str) -> None:
         """A text filter of a change list's sidebar (typed, then Enter)."""
         element = self.field(name)

@@ -37,14 +37,17 @@ def test_trail(console, platform_admin, make_client):
         console.expect_text("client.created", "client.deactivated", "staff.user_created")
         assert "globex" in column(console, "client_code")
 
-    with console.step("one client's events, by the filter"):
-        console.filter_by("client", "acme")
+    with console.step("one client's events, by the filter (search as you type: code or name)"):
+        console.filter_by_autocomplete("client", "acm", "acme — ")
         assert set(column(console, "client_code")) == {"acme"}
 
-    with console.step("narrowed to one action"):
+    with console.step("narrowed to one group of actions, then one action"):
+        console.click_link("clients (all)", within="#changelist-filter")
+        assert set(column(console, "action")) == {"client.created", "client.deactivated", "client.reactivated"}
         console.click_link("client.deactivated", within="#changelist-filter")
         assert column(console, "action") == ["client.deactivated"]
-        assert "client=acme" in console.driver.current_url and "action=client.deactivated" in console.driver.current_url
+        assert f"client={acme.pk}" in console.driver.current_url
+        assert "action=client.deactivated" in console.driver.current_url
 
     with console.step("the event's page: who, what, why, and its place in the chain"):
         event = AuditEvent.objects.get(action="client.deactivated")
@@ -53,5 +56,8 @@ def test_trail(console, platform_admin, make_client):
         assert console.readonly("action") == "client.deactivated"
         assert console.readonly("client_code") == "acme"
         assert console.readonly("actor_label") == "alex"
-        assert "contract paused" in console.readonly("changes_display")
+        assert "contract paused" in console.readonly("changes_table")  # the change as old → new rows
+        assert "active" in console.readonly("changes_table") and "deactivated" in console.readonly("changes_table")
+        assert console.readonly("chain_position").startswith(f"seq {event.seq} of the chain of acme")
+        assert "verifies" in console.readonly("link_verification").lower()
         assert console.readonly("hash") == event.hash and console.readonly("prev_hash") == event.prev_hash
