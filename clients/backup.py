@@ -287,7 +287,35 @@ def _check_header(document: dict) -> dict:
             f"{VERSION}. Restore it with the release that wrote it.",
             code="bad_backup_version",
         )
+    client, tables = document.get("client"), document.get("tables")
+    if not (isinstance(client, dict) and isinstance(client.get("id"), str) and isinstance(client.get("code"), str)):
+        raise _damaged("the header does not name its client (id and code)")
+    try:
+        uuid.UUID(client["id"])
+    except ValueError:
+        raise _damaged("the header's client id is not a UUID") from None
+    if not isinstance(tables, dict) or not all(
+        label in BACKED_UP and isinstance(names, list) and all(isinstance(name, str) for name in names)
+        for label, names in tables.items()
+    ):
+        raise _damaged("the header lists a table this release does not back up, or its columns are not names")
+    migrations = (document.get("installation") or {}).get("migrations")
+    if not isinstance(migrations, dict) or not all(isinstance(name, str) for name in migrations.values()):
+        raise _damaged("the header's migrations are not app → migration names")
     return document
+
+
+def _check_owned(number: int, table: str, row: dict, client: dict) -> None:
+    """Every row of a client backup belongs to the header's client: its tenant key (the client row: its id and
+    code) and, for audit rows, its chain. The checksum is not a signature, so a crafted file must not plant a
+    row — an API key, an audit event — in another client of the installation."""
+    model = apps.get_model(table)
+    if str(row.get(_client_column(model))) != client["id"]:
+        raise _damaged(f"line {number} is a {table} row of another client than the header's")
+    if table == "clients.Client" and row.get("code") != client["code"]:
+        raise _damaged(f"line {number}: the client row's code is not the header's")
+    if "chain" in row and row["chain"] != client["id"]:
+        raise _damaged(f"line {number} is a {table} row of another chain than the client's")
 
 
 def _documents(path: Path) -> Iterator[tuple[int, bytes, dict]]:
@@ -295,8 +323,8 @@ def _documents(path: Path) -> Iterator[tuple[int, bytes, dict]]:
         for number, raw in enumerate(lines, start=1):
             try:
                 document = json.loads(raw)
-            except ValueError:
-                raise _damaged(f"line {number} is not JSON") from None
+            except (ValueError, RecursionError):
+                raise _damaged(f"line {number} is not JSON (or nested too deep)") from None
             if not isinstance(document, dict):
                 raise _damaged(f"line {number} is not a JSON object")
             yield number, raw, document
@@ -326,8 +354,9 @@ def read_backup(path: Path) -> Backup:
             continue
         else:
             table = document.get("t")
-            if table not in header.get("tables", {}) or not isinstance(document.get("r"), dict):
+            if table not in header["tables"] or not isinstance(document.get("r"), dict):
                 raise _damaged(f"line {number} is not a row of a known table")
+            _check_owned(number, table, document["r"], header["client"])
             counts[table] = counts.get(table, 0) + 1
             if table in kept:
                 kept[table].append(document["r"])
@@ -337,7 +366,7 @@ def read_backup(path: Path) -> Backup:
     if trailer.get("sha256") != digest.hexdigest():
         raise _damaged("its SHA-256 does not match the trailer's (altered or truncated)")
     expected = {table: count for table, count in (trailer.get("counts") or {}).items() if count}
-    if expected != counts:
+    if expected != counts or trailer.get("rows", sum(counts.values())) != sum(counts.values()):
         raise _damaged("its row counts do not match the trailer's")
     backup.header, backup.trailer = header, trailer
     return backup

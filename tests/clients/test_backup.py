@@ -24,7 +24,7 @@ from psycopg import sql
 from audit.services import create_checkpoints
 from clients import backup, dbroles
 from clients import services as client_services
-from clients.models import Client
+from clients.models import ApiKey, Client
 from invitations import services as invitation_services
 from invitations import tokens
 from invitations.services import Invitee
@@ -599,3 +599,43 @@ def test_a_restore_whose_session_is_killed_half_way_leaves_nothing(acme, acme_ba
             ).fetchone()[0]
             assert stray == 0, table
     assert dbroles.verify() == []
+
+
+@pytest.mark.parametrize(
+    "forgery",
+    [
+        ("clients.ApiKey", "client_id", "of another client than the header's"),  # a key planted in globex
+        ("invitations.Invitation", "client_id", "of another client than the header's"),
+        ("audit.AuditEvent", "chain", "of another chain than the client's"),
+        ("clients.Client", "code", "the client row's code is not the header's"),
+    ],
+)
+def test_a_consistent_forgery_cannot_plant_rows_in_another_client(acme, acme_backup, manage, forgery):
+    """The checksum is not a signature: a crafted file with a correct one must still only hold its own client's
+    rows (found by the review: an API key with globex's client_id, restored under a new client, answered for
+    globex)."""
+    label, change, reason = forgery
+    globex = Client.objects.get(code="globex")
+    documents = read_lines(acme_backup)
+    header = documents[0]
+    new_id = str(uuid.uuid4())
+    # A new client (so no "client exists" refusal first) whose rows say they are its own …
+    for document in documents[1:-1]:
+        row = document["r"]
+        for key in ("id",) if document["t"] == "clients.Client" else ("client_id",):
+            if row.get(key) == header["client"]["id"]:
+                row[key] = new_id
+        if row.get("chain") == header["client"]["id"]:
+            row["chain"] = new_id
+    header["client"] = {"id": new_id, "code": "evil"}
+    client_row = next(d["r"] for d in documents if d.get("t") == "clients.Client")
+    client_row |= {"code": "evil", "domain": "evil.example"}
+    # … but for one row of `label`, which points elsewhere.
+    target = next(d["r"] for d in documents if d.get("t") == label)
+    target[change] = {"client_id": str(globex.pk), "chain": str(globex.pk), "code": "evil-twin"}[change]
+    rewrite(acme_backup, documents)
+    keys_before = sorted(ApiKey.objects.values_list("prefix", "client_id"))
+    run = manage("restore_client", str(acme_backup))
+    assert run.code == 1 and reason in run.err, run.err
+    assert not Client.objects.filter(code__in=["evil", "evil-twin"]).exists()
+    assert sorted(ApiKey.objects.values_list("prefix", "client_id")) == keys_before
