@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 import shutil
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import TimeoutException, WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -111,17 +112,32 @@ class Console:
 
     # --- navigation ----------------------------------------------------------------------------
 
-    def wait(self, condition, timeout: float = WAIT_SECONDS, message: str = ""):
-        return WebDriverWait(self.driver, timeout).until(condition, message)
+    def wait(self, condition, timeout: float = WAIT_SECONDS, message: str = "", ignored=()):
+        return WebDriverWait(self.driver, timeout, ignored_exceptions=ignored).until(condition, message)
 
     def _ready(self) -> None:
-        self.wait(lambda d: d.execute_script("return document.readyState") == "complete", message="page load")
+        # While a page is being replaced, chromedriver may answer a script with an error
+        # ("Cannot find context with specified id"); that is "not ready yet", not a failure.
+        self.wait(
+            lambda d: d.execute_script("return document.readyState") == "complete",
+            message="page load",
+            ignored=(WebDriverException,),
+        )
 
     def _navigating(self, action) -> None:
-        """Do `action` (a click, a submit) and wait until the next page has replaced this one and loaded."""
-        page = self.driver.find_element(By.TAG_NAME, "html")
+        """Do `action` (a click, a submit) and wait until the next page has replaced this one and loaded.
+
+        The old page is recognised by a mark set on its window, not by a stale element: asking
+        chromedriver about an element of a page being torn down can fail with an inspector error.
+        """
+        mark = secrets.token_hex(8)
+        self.driver.execute_script("window.__flowsPage = arguments[0]", mark)
         action()
-        self.wait(ec.staleness_of(page), message="the next page")
+        self.wait(
+            lambda d: d.execute_script("return window.__flowsPage || null") != mark,
+            message="the next page",
+            ignored=(WebDriverException,),
+        )
         self._ready()
 
     def open(self, path: str) -> None:
