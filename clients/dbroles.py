@@ -52,6 +52,9 @@ CONSOLE_GRANTS: dict[str, str] = {
     # The dashboard's invitation summary: read only; the invitations' trigger writes it as the owner.
     "reports.InvitationDaily": "SELECT",
     "reports.ClientSeats": "SELECT",
+    # Its platform-wide sums (no client's data; reports/migrations/0002): read only, written by the triggers.
+    "reports.PlatformDaily": "SELECT",
+    "reports.ClientTally": "SELECT",
     # Per-client staff grants (staff/models.py): granted and revoked by staff.services.
     "staff.ClientUserGrant": DML,
     "staff.ClientGroupGrant": DML,
@@ -129,6 +132,10 @@ RULE_TRIGGERS = (
     ("invitations_invitation", "invitation_summary_insert"),
     ("invitations_invitation", "invitation_summary_update"),
     ("invitations_invitation", "invitation_summary_delete"),
+    # Clients per tier and status, and the seats' tier, follow every write to the clients (reports/migrations/0002).
+    ("clients_client", "client_tally_insert"),
+    ("clients_client", "client_tally_update"),
+    ("clients_client", "client_tally_delete"),
 )
 
 APP_POLICY = "tenant_isolation"

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from django.db.models import Count, F, FloatField, Q, Sum
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Cast, NullIf, TruncWeek
 from django.utils import timezone
 
@@ -21,7 +22,7 @@ from audit.models import AuditEvent
 from clients.models import Client
 from config.routers import read_alias
 from invitations.models import Invitation
-from reports.models import ClientSeats, InvitationDaily
+from reports.models import ClientSeats, ClientTally, InvitationDaily, PlatformDaily
 from staff.scoping import granted_client_ids
 from vault.models import Secret
 
@@ -174,12 +175,22 @@ def _empty(board: Dashboard, now: datetime) -> Dashboard:
 
 
 def _clients_by_tier(scope: Scope) -> list[TierCount]:
-    rows = (
-        scope(Client.objects, "id")
-        .order_by("tier__rank", "tier__name", "status")
-        .values_list("tier__name", "status")
-        .annotate(count=Count("id"))
-    )
+    """Clients per tier and status: platform-wide, the tally the clients' trigger keeps (one row per tier and
+    status, `reports.models.ClientTally`); scoped, a count over the granted clients."""
+    if scope.platform_wide:
+        rows = (
+            ClientTally.objects.using(scope.db)
+            .filter(clients__gt=0)
+            .order_by("tier__rank", "tier__name", "status")
+            .values_list("tier__name", "status", "clients")
+        )
+    else:
+        rows = (
+            scope(Client.objects, "id")
+            .order_by("tier__rank", "tier__name", "status")
+            .values_list("tier__name", "status")
+            .annotate(count=Count("id"))
+        )
     tiers: dict[str, dict[str, int]] = {}
     for tier, status, count in rows:
         tiers.setdefault(tier, dict.fromkeys(Client.Status.values, 0))[status] = count
@@ -191,7 +202,8 @@ def _weeks(scope: Scope, now: datetime) -> list[Week]:
 
     Read from the summary the invitations' trigger keeps (`reports.models.InvitationDaily`: per client
     and UTC day, issued by `created_at`, redeemed/revoked/expired by `finished_at`), summed per day:
-    at most 84 rows back whatever the number of invitations. Pending invitations already past their
+    at most 84 rows back whatever the number of invitations. A platform-wide user reads its sum over
+    every client (`PlatformDaily`, 16 rows a day), not a row per client and day. Pending invitations already past their
     expiry that the cleanup has not yet marked are counted live, in the week they lapsed (by
     `expires_at`, a range scan of the partial index `invitation_pending_expiry`, which holds only
     pending ones). Invitations the cleanup purged after the retention period stay in the history.
@@ -203,9 +215,9 @@ def _weeks(scope: Scope, now: datetime) -> list[Week]:
         if week in counts and count:  # a day after `now` (clock skew) falls outside the chart
             counts[week][kind] = counts[week].get(kind, 0) + count
 
+    summary = PlatformDaily.objects.using(scope.db) if scope.platform_wide else scope(InvitationDaily.objects)
     days = (
-        scope(InvitationDaily.objects)
-        .filter(day__gte=first.date(), day__lte=now.astimezone(UTC).date())
+        summary.filter(day__gte=first.date(), day__lte=now.astimezone(UTC).date())
         .order_by()
         .values_list("day")
         .annotate(Sum("issued"), Sum("redeemed"), Sum("expired"), Sum("revoked"))
@@ -229,17 +241,33 @@ def _nearest_seat_limit(scope: Scope) -> list[SeatUse]:
 
     Read from the summary the invitations' trigger keeps (`reports.models.ClientSeats`, one row per
     client), joined to the client and its tier: one query, whatever the number of invitations.
+    Platform-wide, only each tier's fullest clients are candidates (within a tier the share orders as
+    the seats): the top ten of every tier, read on the index `clientseats_tier_seats`, whatever the
+    number of clients.
     """
     limit = NullIf(F("client__tier__max_users"), 0)
+    seats = scope(ClientSeats.objects)
+    if scope.platform_wide:
+        seats = seats.filter(client_id__in=RawSQL(TIER_TOPS, [NEAREST_LIMIT]))  # noqa: S611 - constant SQL
     top = (
-        scope(ClientSeats.objects)
-        .filter(seats__gt=0)
+        seats.filter(seats__gt=0)
         .select_related("client__tier")
         # A tier allowing no users makes any seat 'over the limit': its share is NULL, sorted first.
         .annotate(share=Cast("seats", FloatField()) / Cast(limit, FloatField()))
         .order_by(F("share").desc(nulls_first=True), "client_id")[:NEAREST_LIMIT]
     )
     return [SeatUse(row.client, row.seats, row.client.tier.max_users) for row in top]
+
+
+# Each tier's NEAREST_LIMIT fullest clients, in the index's order (tier, seats DESC, client).
+TIER_TOPS = """
+    SELECT top.client_id FROM clients_tier tier
+    CROSS JOIN LATERAL (
+        SELECT s.client_id FROM reports_clientseats s
+         WHERE s.tier_id = tier.code AND s.seats > 0
+         ORDER BY s.seats DESC, s.client_id
+         LIMIT %s) top
+"""
 
 
 def _listed_with_total(queryset) -> tuple[int, list]:

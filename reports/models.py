@@ -9,7 +9,7 @@ function) may. See docs/console.md, "The invitation summary".
 
 from django.db import models
 
-from clients.models import Client
+from clients.models import Client, Tier
 
 
 class InvitationDaily(models.Model):
@@ -52,9 +52,62 @@ class ClientSeats(models.Model):
 
     client = models.OneToOneField(Client, on_delete=models.PROTECT, primary_key=True, related_name="+")
     seats = models.BigIntegerField(default=0)
+    # The client's tier, kept by the clients' trigger (reports/migrations/0002): within a tier the share
+    # of the limit orders as the seats do, so "nearest the limit" is a top-10 per tier on the index below.
+    tier = models.ForeignKey(Tier, on_delete=models.PROTECT, null=True, related_name="+", db_index=False)
 
     class Meta:
         verbose_name_plural = "client seats"
+        indexes = [
+            models.Index(
+                fields=["tier", "-seats", "client"], condition=models.Q(seats__gt=0), name="clientseats_tier_seats"
+            ),
+        ]
 
     def __str__(self):
         return f"{self.seats} seat(s)"
+
+
+# --- Platform-wide summaries (no client's data: counts over every client) ---------------------------
+#
+# Read by the dashboard of a platform-wide staff member only (a scoped one reads the per-client rows
+# above, filtered to their grants). Kept by the same triggers, in the writing transaction; the console
+# role may only read them, the tenant role holds nothing on them.
+
+PLATFORM_SHARDS = 16  # rows per day in PlatformDaily: see its docstring
+
+
+class PlatformDaily(models.Model):
+    """Per UTC day: the sums of `InvitationDaily` over every client, split into `PLATFORM_SHARDS` rows
+    by the client's id (its last byte, modulo the shard count) so that writes of different clients on
+    the same day seldom wait on one row. The weekly chart sums at most 84 x 16 rows, whatever the
+    number of clients. Like `InvitationDaily`, a DELETE (purge) leaves it alone."""
+
+    day = models.DateField()
+    shard = models.SmallIntegerField()
+    issued = models.BigIntegerField(default=0)
+    redeemed = models.BigIntegerField(default=0)
+    revoked = models.BigIntegerField(default=0)
+    expired = models.BigIntegerField(default=0)
+
+    class Meta:
+        verbose_name_plural = "platform daily"
+        constraints = [models.UniqueConstraint(fields=["day", "shard"], name="platformdaily_day_shard")]
+
+    def __str__(self):
+        return f"{self.day}/{self.shard}: {self.issued} issued"
+
+
+class ClientTally(models.Model):
+    """Per tier and client status: how many clients there are, kept by triggers on the clients."""
+
+    tier = models.ForeignKey(Tier, on_delete=models.PROTECT, related_name="+", db_index=False)
+    status = models.CharField(max_length=12)
+    clients = models.BigIntegerField(default=0)
+
+    class Meta:
+        verbose_name_plural = "client tallies"
+        constraints = [models.UniqueConstraint(fields=["tier", "status"], name="clienttally_tier_status")]
+
+    def __str__(self):
+        return f"{self.tier_id}/{self.status}: {self.clients}"
