@@ -10,6 +10,7 @@ KNOWN_ACTIONS = [
     "client.reactivated",
     "client.erased",
     "client.backed_up",
+    "client.backup_failed",  # a backup whose writing failed after it was recorded (clients/backup.py)
     "client.restored",
     "application.created",
     "application.updated",

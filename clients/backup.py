@@ -28,6 +28,8 @@ from typing import IO, Any
 
 from django.apps import apps
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, models, transaction
 from django.utils import timezone
 from psycopg import sql
@@ -71,6 +73,9 @@ NOT_BACKED_UP: dict[str, str] = {
 }
 # Rows per round trip of the server-side cursor (reads) and per INSERT batch (restore).
 CHUNK = 2000
+# The longest line a backup may hold: a line is read whole, so a longer one is refused, never read into memory.
+# The largest rows (an audit event with its changes, an encrypted secret) are far below it.
+MAX_LINE_BYTES = 16 * 1024 * 1024
 AUDIT_RESTORE_SETTING = "flows.audit_restore"  # audit/migrations/0006: the owner's verbatim inserts keep their time
 
 
@@ -135,17 +140,55 @@ class BackupSummary:
     bytes: int
 
 
-def write_backup(*, actor, client: Client, out: IO[bytes]) -> BackupSummary:
+def write_backup(*, actor, client: Client, out: IO[bytes], finish: Callable[[], None] = lambda: None) -> BackupSummary:
     """Stream `client`'s rows in every backed-up table to `out`, as the console role.
 
     The backup is recorded first in its own committed transaction (like an audit export: an
     interrupted backup is still on record, and the file carries its own event). The rows are read
     in one REPEATABLE READ, READ ONLY transaction: one consistent snapshot, through server-side
     cursors in chunks, so memory stays constant whatever the client's size.
+
+    The backup is complete once the trailer is written, `out` flushed and `finish` (the file's fsync) has
+    returned. When anything before that fails — a closed pipe, a full disk — `client.backup_failed` is
+    recorded with the reason, so the trail never shows a backup that was not written without saying so,
+    and a write error is refused with a clear message (nothing of the file can be trusted).
     """
     using = settings.CONSOLE_DB_ALIAS
     with transaction.atomic(using=using, durable=True):
         record(actor=actor, action="client.backed_up", client=client, target=client, changes={"format": VERSION})
+    try:
+        summary = _write_rows(client, out, using)
+        finish()
+    except Exception as error:
+        raise _backup_failed(actor, client, error) from None
+    return summary
+
+
+def _backup_failed(actor, client: Client, error: Exception) -> Exception:
+    """Record `client.backup_failed` for a backup that was recorded but not written completely; the error to raise:
+    a clear refusal for a write error (OSError), the original error otherwise."""
+    reason = (error.strerror or error.__class__.__name__) if isinstance(error, OSError) else error.__class__.__name__
+    try:
+        with transaction.atomic(using=settings.CONSOLE_DB_ALIAS, durable=True):
+            record(
+                actor=actor,
+                action="client.backup_failed",
+                client=client,
+                target=client,
+                changes={"format": VERSION, "reason": reason},
+            )
+    except Exception:  # the database itself failed: the original error says more
+        return error
+    if not isinstance(error, OSError):
+        return error
+    return Refused(
+        f"The backup of {client.code} was not written completely: {reason}. Recorded as client.backup_failed; "
+        "discard whatever was written and run the backup again.",
+        code="backup_write_failed",
+    )
+
+
+def _write_rows(client: Client, out: IO[bytes], using: str) -> BackupSummary:
     digest = hashlib.sha256()
     written = 0
 
@@ -210,6 +253,7 @@ def write_backup(*, actor, client: Client, out: IO[bytes]) -> BackupSummary:
     sha = digest.hexdigest()
     trailer = _line({"trailer": {"counts": counts, "rows": sum(counts.values()), "sha256": sha}})
     out.write(trailer)
+    out.flush()
     return BackupSummary(client.code, erased, counts, sha, written + len(trailer))
 
 
@@ -231,10 +275,12 @@ def backup_to_file(*, actor, client: Client, path: Path) -> BackupSummary:
         raise InvalidInput(f"Cannot create {excerpt(path, limit=300)}: {error.strerror}.", code="unwritable") from None
     try:
         with os.fdopen(descriptor, "wb") as out:
-            summary = write_backup(actor=actor, client=client, out=out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
+
+            def finish() -> None:  # on disk and under its name, or the backup is recorded as failed
+                os.fsync(out.fileno())
+                os.replace(temporary, path)
+
+            summary = write_backup(actor=actor, client=client, out=out, finish=finish)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
@@ -263,9 +309,11 @@ class Backup:
         return self.header["client"]["code"]
 
     def rows(self, label: str | None = None) -> Iterator[tuple[str, dict]]:
-        with self.path.open("rb") as lines:
-            next(lines)
-            for raw in lines:
+        """The rows again (checked by `read_backup`, each line at most MAX_LINE_BYTES long)."""
+        with self.path.open("rb") as handle:
+            for number, raw in _lines(handle):
+                if number == 1:
+                    continue
                 document = json.loads(raw)
                 if "trailer" in document:
                     return
@@ -299,10 +347,112 @@ def _check_header(document: dict) -> dict:
         for label, names in tables.items()
     ):
         raise _damaged("the header lists a table this release does not back up, or its columns are not names")
-    migrations = (document.get("installation") or {}).get("migrations")
+    for label in BACKED_UP:
+        if label not in tables:
+            raise _damaged(f"the header does not list the table {label}")
+        if len(set(tables[label])) != len(tables[label]):
+            raise _damaged(f"the header lists a column of {label} twice")
+        if missing := sorted(set(_required_columns(apps.get_model(label))) - set(tables[label])):
+            raise _damaged(f"the header's table {label} lacks the column(s) {', '.join(missing)}")
+    installation = document.get("installation")
+    migrations = installation.get("migrations") if isinstance(installation, dict) else None
     if not isinstance(migrations, dict) or not all(isinstance(name, str) for name in migrations.values()):
         raise _damaged("the header's migrations are not app → migration names")
+    keys = document.get("keys")
+    if not isinstance(keys, dict) or not all(
+        isinstance(keys.get(kind), list) and all(isinstance(key, str) for key in keys[kind])
+        for kind in ("master", "audit")
+    ):
+        raise _damaged("the header's key ids (master and audit) are not lists of names")
+    if not isinstance(document.get("created_at"), str) or not isinstance(document.get("erased", False), bool):
+        raise _damaged("the header's created_at is not a time or its erased flag not true or false")
     return document
+
+
+def _required_columns(model) -> list[str]:
+    """Columns a row cannot be inserted without: NOT NULL, no database default, not assigned by the database."""
+    return [
+        column.attname
+        for column in _columns(model)
+        if not column.null
+        and column.db_default is models.NOT_PROVIDED
+        and not isinstance(column, models.AutoField | models.BigAutoField)
+    ]
+
+
+def _json_kind(target: models.Field) -> tuple[type | tuple[type, ...], str]:
+    """The JSON type(s) a column's value has in a backup, and its name for a message."""
+    if isinstance(target, models.JSONField):
+        return object, "JSON value"
+    if isinstance(target, ArrayField):
+        return list, "list"
+    if isinstance(target, models.BooleanField):
+        return bool, "true or false"
+    if isinstance(target, models.IntegerField):  # the auto fields too
+        return int, "whole number"
+    if isinstance(target, models.FloatField | models.DecimalField):
+        return (int, float, str), "number"
+    return str, "string"
+
+
+def _size_problem(target: models.Field, value: Any) -> str | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        low, high = connections[DEFAULT_DB_ALIAS].ops.integer_field_range(target.get_internal_type())
+        if (low is not None and value < low) or (high is not None and value > high):
+            return f"is out of the column's range ({low} to {high})"
+    if isinstance(target, models.CharField) and target.max_length and len(value) > target.max_length:
+        return f"is longer than the column's {target.max_length} characters"
+    return None
+
+
+def _value_problem(column: models.Field, value: Any) -> str | None:
+    """What is wrong with `value` (as the file holds it) for `column`, or None: its JSON type, its size, and
+    whether it reads back as the column's type. A restore then never meets a value its INSERT would trip on
+    with an error less clear than this one."""
+    if value is None:
+        return None if column.null else "is null, which the column does not allow"
+    target = column.target_field if column.is_relation else column
+    expected, kind = _json_kind(target)
+    if not isinstance(value, expected) or (isinstance(value, bool) and not isinstance(target, models.BooleanField)):
+        return f"is not a {kind} (found {type(value).__name__})"
+    try:
+        json.dumps(value, ensure_ascii=False).encode()
+    except (UnicodeEncodeError, RecursionError, ValueError):
+        return "is not valid text (an unpaired surrogate, or nested too deep)"
+    if problem := ("holds a NUL character, which the database refuses" if _holds_nul(value) else None) or (
+        _size_problem(target, value)
+    ):
+        return problem
+    try:
+        if isinstance(target, models.BinaryField):
+            base64.b64decode(value, validate=True)  # to_python alone would skip what is not base64
+        _decode(column, value)
+    except (ValidationError, ValueError, TypeError, OverflowError):
+        return f"is not a valid {target.get_internal_type()} value"
+    return None
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(key) or _holds_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False
+
+
+def _check_row(number: int, table: str, row: dict, names: list[str]) -> None:
+    """A row holds exactly the header's columns for its table, each a value of the column's type."""
+    if missing := [name for name in names if name not in row]:
+        raise _damaged(f"line {number}: the {table} row lacks the column(s) {', '.join(missing)}")
+    if extra := sorted(name for name in row if name not in names):
+        shown = ", ".join(excerpt(name, limit=60) for name in extra[:5])
+        raise _damaged(f"line {number}: the {table} row has column(s) the header does not list: {shown}")
+    columns = {column.attname: column for column in _columns(apps.get_model(table))}
+    for name in names:
+        if name in columns and (problem := _value_problem(columns[name], row[name])):
+            raise _damaged(f"line {number}: the {table} row's {name} {problem}")
 
 
 def _check_owned(number: int, table: str, row: dict, client: dict) -> None:
@@ -318,9 +468,19 @@ def _check_owned(number: int, table: str, row: dict, client: dict) -> None:
         raise _damaged(f"line {number} is a {table} row of another chain than the client's")
 
 
+def _lines(handle) -> Iterator[tuple[int, bytes]]:
+    """(number, bytes) of each line, none read past MAX_LINE_BYTES: a longer line is refused, not held in memory."""
+    number = 0
+    while raw := handle.readline(MAX_LINE_BYTES + 1):
+        number += 1
+        if len(raw) > MAX_LINE_BYTES:
+            raise _damaged(f"line {number} is longer than {MAX_LINE_BYTES:,} bytes")
+        yield number, raw
+
+
 def _documents(path: Path) -> Iterator[tuple[int, bytes, dict]]:
-    with path.open("rb") as lines:
-        for number, raw in enumerate(lines, start=1):
+    with path.open("rb") as handle:
+        for number, raw in _lines(handle):
             try:
                 document = json.loads(raw)
             except (ValueError, RecursionError):
@@ -328,6 +488,33 @@ def _documents(path: Path) -> Iterator[tuple[int, bytes, dict]]:
             if not isinstance(document, dict):
                 raise _damaged(f"line {number} is not a JSON object")
             yield number, raw, document
+
+
+def _check_document_row(number: int, document: dict, header: dict, counts: dict[str, int]) -> str:
+    """A row line: a known table, exactly its columns, each of its type, of the header's client. Its table."""
+    table = document.get("t")
+    if not isinstance(table, str) or table not in header["tables"]:
+        shown = excerpt(table, limit=60) if isinstance(table, str) else type(table).__name__
+        raise _damaged(f"line {number} is not a row of a known table (its table: {shown})")
+    if set(document) != {"t", "r"} or not isinstance(document["r"], dict):
+        raise _damaged(f"line {number} is not a row: a table (t) and its columns (r) only")
+    _check_row(number, table, document["r"], header["tables"][table])
+    _check_owned(number, table, document["r"], header["client"])
+    if table == "clients.Client" and counts.get(table):
+        raise _damaged(f"line {number} is a second client row; a client backup holds exactly one")
+    return table
+
+
+def _check_trailer(number: int, trailer: Any) -> dict:
+    counts = trailer.get("counts", {}) if isinstance(trailer, dict) else None
+    if not (
+        isinstance(counts, dict)
+        and all(isinstance(count, int) and not isinstance(count, bool) for count in counts.values())
+        and isinstance(trailer.get("sha256"), str)
+        and isinstance(trailer.get("rows", 0), int)
+    ):
+        raise _damaged(f"line {number}: the trailer is not row counts and a SHA-256")
+    return trailer
 
 
 def read_backup(path: Path) -> Backup:
@@ -350,13 +537,10 @@ def read_backup(path: Path) -> Backup:
         if header is None:
             header = _check_header(document)
         elif "trailer" in document:
-            trailer = document["trailer"]
+            trailer = _check_trailer(number, document["trailer"])
             continue
         else:
-            table = document.get("t")
-            if table not in header["tables"] or not isinstance(document.get("r"), dict):
-                raise _damaged(f"line {number} is not a row of a known table")
-            _check_owned(number, table, document["r"], header["client"])
+            table = _check_document_row(number, document, header, counts)
             counts[table] = counts.get(table, 0) + 1
             if table in kept:
                 kept[table].append(document["r"])
@@ -368,6 +552,8 @@ def read_backup(path: Path) -> Backup:
     expected = {table: count for table, count in (trailer.get("counts") or {}).items() if count}
     if expected != counts or trailer.get("rows", sum(counts.values())) != sum(counts.values()):
         raise _damaged("its row counts do not match the trailer's")
+    if not counts.get("clients.Client"):
+        raise _damaged("it holds no client row; a client backup holds exactly one")
     backup.header, backup.trailer = header, trailer
     return backup
 
@@ -421,6 +607,8 @@ def _check_master_keys(backup: Backup) -> None:
         if row["status"] == "destroyed":
             continue
         what = f"Data key v{row['version']} of {backup.client_code}"
+        if not row["wrapped_key"]:
+            raise _damaged(f"{what} is {row['status']} but holds no wrapped key")
         if row["master_key_id"] not in ring.ids:
             raise Refused(
                 f"{what} is wrapped by master key '{row['master_key_id']}', which is not in this installation's key "
@@ -537,6 +725,8 @@ class _Rekey:
             row["secret_id"] = self.ids.get(row["secret_id"], row["secret_id"])
         elif label == "invitations.Invitation":
             row["id"] = self.new(row["id"])
+            if row["application_id"] not in self.ids:
+                raise _damaged(f"invitation {row['code']} is for an application the backup does not hold")
             row["application_id"] = self.ids[row["application_id"]]
             row["code"] = "INV-" + uuid.uuid4().hex[:6].upper()
             if row["status"] == "pending":

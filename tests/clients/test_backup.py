@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
+import io
 import json
 import os
 import subprocess
@@ -21,6 +23,7 @@ from django.db.migrations.loader import MigrationLoader
 from django.test import Client as HttpClient
 from psycopg import sql
 
+from audit.models import AuditEvent
 from audit.services import create_checkpoints
 from clients import backup, dbroles
 from clients import services as client_services
@@ -639,3 +642,211 @@ def test_a_consistent_forgery_cannot_plant_rows_in_another_client(acme, acme_bac
     assert run.code == 1 and reason in run.err, run.err
     assert not Client.objects.filter(code__in=["evil", "evil-twin"]).exists()
     assert sorted(ApiKey.objects.values_list("prefix", "client_id")) == keys_before
+
+
+# --- Hostile files with a correct checksum, and a backup whose writing fails -------------------------
+
+
+def _row(documents: list[dict], label: str) -> dict:
+    return next(document["r"] for document in documents if document.get("t") == label)
+
+
+def _drop_column(documents):
+    del _row(documents, "invitations.Invitation")["status"]
+    return "row lacks the column(s) status"
+
+
+def _extra_column(documents):
+    _row(documents, "invitations.Invitation")["owner"] = "someone"
+    return "has column(s) the header does not list: owner"
+
+
+def _wrong_type(documents):
+    _row(documents, "invitations.Invitation")["max_uses"] = "many"
+    return "max_uses is not a whole number (found str)"
+
+
+def _a_boolean_for_a_number(documents):
+    _row(documents, "invitations.Invitation")["used_count"] = True
+    return "used_count is not a whole number (found bool)"
+
+
+def _out_of_range(documents):
+    _row(documents, "invitations.Invitation")["max_uses"] = 2**40
+    return "max_uses is out of the column's range"
+
+
+def _not_null(documents):
+    _row(documents, "invitations.Invitation")["expires_at"] = None
+    return "expires_at is null, which the column does not allow"
+
+
+def _not_a_uuid(documents):
+    _row(documents, "clients.Application")["id"] = "not-a-uuid"
+    return "row's id is not a valid UUIDField value"
+
+
+def _not_a_time(documents):
+    _row(documents, "invitations.Invitation")["created_at"] = "yesterday"
+    return "created_at is not a valid DateTimeField value"
+
+
+def _not_base64(documents):
+    _row(documents, "vault.Secret")["ciphertext"] = "***"
+    return "ciphertext is not a valid BinaryField value"
+
+
+def _nul_character(documents):
+    _row(documents, "clients.Client")["legal_name"] = "Acme\x00Ltd"
+    return "legal_name holds a NUL character"
+
+
+def _too_long(documents):
+    _row(documents, "clients.Client")["legal_name"] = "A" * 201
+    return "legal_name is longer than the column's 200 characters"
+
+
+def _unknown_table(documents):
+    documents.insert(2, {"t": "auth.User", "r": {"id": 1, "username": "planted", "is_superuser": True}})
+    return "line 3 is not a row of a known table (its table: auth.User)"
+
+
+def _table_not_a_name(documents):
+    documents.insert(2, {"t": ["clients.Client"], "r": {}})
+    return "line 3 is not a row of a known table (its table: list)"
+
+
+def _row_not_an_object(documents):
+    documents.insert(2, {"t": "clients.Client", "r": ["x"]})
+    return "line 3 is not a row"
+
+
+def _header_without_a_table(documents):
+    del documents[0]["tables"]["api.Usage"]
+    return "the header does not list the table api.Usage"
+
+
+def _header_without_a_column(documents):
+    documents[0]["tables"]["invitations.Invitation"].remove("token_hash")
+    return "the header's table invitations.Invitation lacks the column(s) token_hash"
+
+
+def _header_without_keys(documents):
+    del documents[0]["keys"]
+    return "the header's key ids (master and audit) are not lists of names"
+
+
+def _two_client_rows(documents):
+    documents.insert(2, documents[1])
+    documents[-1]["trailer"]["counts"]["clients.Client"] += 1
+    documents[-1]["trailer"]["rows"] += 1
+    return "line 3 is a second client row; a client backup holds exactly one"
+
+
+def _no_client_row(documents):
+    documents.pop(1)
+    documents[-1]["trailer"]["counts"]["clients.Client"] -= 1
+    documents[-1]["trailer"]["rows"] -= 1
+    return "it holds no client row; a client backup holds exactly one"
+
+
+def _trailer_not_counts(documents):
+    documents[-1]["trailer"]["counts"] = ["clients.Client"]
+    return "the trailer is not row counts and a SHA-256"
+
+
+def _live_key_without_key(documents):
+    _row(documents, "vault.DataKey")["wrapped_key"] = None
+    return "is active but holds no wrapped key"
+
+
+def _invitation_of_an_unknown_application(documents):
+    _row(documents, "invitations.Invitation")["application_id"] = str(uuid.uuid4())
+    return "is for an application the backup does not hold"
+
+
+@pytest.mark.parametrize(
+    "forge",
+    [
+        _drop_column, _extra_column, _wrong_type, _a_boolean_for_a_number, _out_of_range, _not_null, _not_a_uuid,
+        _not_a_time, _not_base64, _nul_character, _too_long, _unknown_table, _table_not_a_name, _row_not_an_object,
+        _header_without_a_table, _header_without_a_column, _header_without_keys, _two_client_rows, _no_client_row,
+        _trailer_not_counts, _live_key_without_key, _invitation_of_an_unknown_application,
+    ],
+)  # fmt: skip
+def test_a_malformed_file_with_a_correct_checksum_gets_a_clear_error_and_changes_nothing(
+    acme, acme_backup, manage, forge
+):
+    documents = read_lines(acme_backup)
+    expected = forge(documents)
+    rewrite(acme_backup, documents)
+    before = superuser_rows(None, acme.pk)
+    clients_before = sorted(Client.objects.values_list("code", flat=True))
+    run = manage("restore_client", str(acme_backup), "--as-code", "acme-copy", "--domain", "copy.thepia.net")
+    assert run.code == 1, run.err
+    assert expected in run.err and "internal error" not in run.err and "Traceback" not in run.err, run.err
+    assert "Nothing was restored" in run.err
+    if "row" in expected and "client row" not in expected:
+        assert "line " in run.err  # names the line
+    assert sorted(Client.objects.values_list("code", flat=True)) == clients_before
+    assert superuser_rows(None, acme.pk) == before
+
+
+def test_a_huge_line_is_refused_without_being_read_whole(acme, acme_backup, manage):
+    documents = read_lines(acme_backup)
+    _row(documents, "invitations.Invitation")["permissions"] = {"padding": "x" * backup.MAX_LINE_BYTES}
+    rewrite(acme_backup, documents)  # a correct checksum: only the length is wrong
+    run = manage("restore_client", str(acme_backup), "--as-code", "acme-copy", "--domain", "copy.thepia.net")
+    assert run.code == 1
+    assert f"is longer than {backup.MAX_LINE_BYTES:,} bytes" in run.err and "internal error" not in run.err
+    assert not Client.objects.filter(code="acme-copy").exists()
+
+
+class ClosedPipe(io.RawIOBase):
+    """A pipe whose reader goes away after `accepts` bytes (`head -c`), or a disk that fills up."""
+
+    def __init__(self, accepts: int, error: OSError):
+        self.accepts, self.error = accepts, error
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        if self.accepts <= 0:
+            raise self.error
+        taken = min(len(data), self.accepts)
+        self.accepts -= taken
+        return taken
+
+
+def actions_of(client) -> list[str]:
+    return list(AuditEvent.objects.filter(client_id=client.pk).order_by("seq").values_list("action", flat=True))
+
+
+@pytest.mark.parametrize("accepts", [0, 2000, 10**9])
+def test_a_backup_to_stdout_whose_pipe_closes_is_recorded_as_failed(acme, manage, monkeypatch, accepts):
+    pipe = ClosedPipe(accepts, BrokenPipeError(errno.EPIPE, "Broken pipe"))
+    stdout = io.TextIOWrapper(io.BufferedWriter(pipe, buffer_size=1024))
+    monkeypatch.setattr(sys, "stdout", stdout)
+    run = manage("backup_client", "acme", "--output", "-")
+    pipe.accepts = 10**12  # let the wrapper close quietly
+    events = AuditEvent.objects.filter(client_id=acme.pk).order_by("seq")
+    if accepts == 10**9:  # the whole backup went through: a backup, and no failure
+        assert run.code == 0 and actions_of(acme)[-1] == "client.backed_up"
+        return
+    assert run.code == 1
+    assert "was not written completely: Broken pipe" in run.err and "internal error" not in run.err
+    assert actions_of(acme)[-2:] == ["client.backed_up", "client.backup_failed"]
+    assert events.last().changes == {"format": backup.VERSION, "reason": "Broken pipe"}
+
+
+def test_a_backup_to_a_full_disk_leaves_no_file_and_is_recorded_as_failed(acme, manage, monkeypatch, tmp_path):
+    def full(descriptor):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(backup.os, "fsync", full)
+    path = tmp_path / "acme.flowsbak"
+    run = manage("backup_client", "acme", "--output", str(path))
+    assert run.code == 1 and "was not written completely: No space left on device" in run.err
+    assert list(tmp_path.iterdir()) == []  # neither the file nor its temporary
+    assert actions_of(acme)[-2:] == ["client.backed_up", "client.backup_failed"]

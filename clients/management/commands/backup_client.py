@@ -34,8 +34,7 @@ class Command(FlowsCommand):
         if output == "-":
             self.stdout.flush()
             stream = getattr(self.stdout, "buffer", None) or sys.stdout.buffer
-            summary = write_backup(actor=self.actor, client=client, out=stream)
-            stream.flush()
+            summary = write_backup(actor=self.actor, client=client, out=stream)  # flushed, or refused
             self.stderr.write(f"backup of {client.code}: {sum(summary.counts.values())} rows, sha256 {summary.sha256}")
             return Result()
         summary = backup_to_file(actor=self.actor, client=client, path=Path(output))
