@@ -15,6 +15,18 @@ GOOD_CONFIGURATION = """{
   "branding": {"display_name": "Acme Onboarding", "primary_color": "#0a7cff"},
   "notifications": {"email": true, "reminder_days": [1, 3, 7]}
 }"""
+
+
+def assert_cancel_beside_submit(console) -> None:
+    """A confirmation's Cancel link is a button of the same height, on the same line as the submit button (it once
+    sat higher and smaller, its text at the top)."""
+    submit = console.driver.find_element(By.CSS_SELECTOR, "form .submit-row input[type=submit]")
+    cancel = console.driver.find_element(By.CSS_SELECTOR, "form .submit-row a.cancel-link")
+    assert abs(submit.rect["y"] - cancel.rect["y"]) <= 1, (submit.rect, cancel.rect)
+    assert abs(submit.rect["height"] - cancel.rect["height"]) <= 1, (submit.rect, cancel.rect)
+    assert cancel.rect["x"] > submit.rect["x"] + submit.rect["width"]
+
+
 # Two mistakes a person makes: a locale written out, a property that does not exist.
 BAD_CONFIGURATION = '{"locale": "English", "colour": "#0a7cff"}'
 
@@ -72,6 +84,7 @@ def test_client(console, platform_admin):
     with console.step("deactivate from the page: the confirmation asks a reason"):
         console.click_link("Deactivate…", within=".console-actions")
         console.expect_text("You are about to deactivate acme", "Its applications stop working")
+        assert_cancel_beside_submit(console)
 
     with console.step("deactivated: the banner says why"):
         console.fill("reason", "contract paused")
@@ -154,6 +167,7 @@ def test_erase(console, platform_admin, make_client):
         confirm_it_is_you(console, platform_admin)
         console.expect_path("/admin/clients/client/[0-9a-f-]{36}/erase/")
         console.expect_text("Erasure cannot be undone", "Type the client's code (acme) to confirm")
+        assert_cancel_beside_submit(console)
 
     with console.step("a wrong code is refused and the page stays"):
         console.fill("confirm", "acne")

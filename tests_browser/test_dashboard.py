@@ -47,6 +47,15 @@ def test_dashboard(console, platform_admin, make_client):
         assert "0 secrets expiring in the next 30 days" in tiles, tiles
         assert any(tile.startswith("Overdue cleanup_invitations: never run") for tile in tiles), tiles
 
+    with console.step("the dashboard uses the window's width: tiles in a row, panels in a grid of two columns"):
+        width = console.driver.execute_script("return document.documentElement.clientWidth")
+        assert dashboard.size["width"] > 0.85 * width, (dashboard.size, width)  # once a 600 px column
+        panels = dashboard.find_elements(By.CSS_SELECTOR, ".panels > .panel")
+        columns = sorted({panel.location["x"] for panel in panels})
+        assert len(columns) == 2, [panel.rect for panel in panels]
+        tops = {tile.location["y"] for tile in dashboard.find_elements(By.CSS_SELECTOR, ".tile")}
+        assert len(tops) == 1, tops
+
     with console.step("the charts are drawn, each with its figures"):
         for chart_id in CHARTS:
             chart = console.driver.find_element(By.ID, chart_id)
