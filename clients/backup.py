@@ -415,13 +415,20 @@ def _value_problem(column: models.Field, value: Any) -> str | None:
     expected, kind = _json_kind(target)
     if not isinstance(value, expected) or (isinstance(value, bool) and not isinstance(target, models.BooleanField)):
         return f"is not a {kind} (found {type(value).__name__})"
+    if isinstance(target, ArrayField):
+        return next(filter(None, (_value_problem(target.base_field, item) for item in value)), None)
+    return _content_problem(column, target, value)
+
+
+def _content_problem(column: models.Field, target: models.Field, value: Any) -> str | None:
+    """What is wrong with a value of the right JSON type: its text, its size, its form (a time, a UUID, base64)."""
     try:
         json.dumps(value, ensure_ascii=False).encode()
     except (UnicodeEncodeError, RecursionError, ValueError):
         return "is not valid text (an unpaired surrogate, or nested too deep)"
-    if problem := ("holds a NUL character, which the database refuses" if _holds_nul(value) else None) or (
-        _size_problem(target, value)
-    ):
+    if _holds_nul(value):
+        return "holds a NUL character, which the database refuses"
+    if problem := _size_problem(target, value):
         return problem
     try:
         if isinstance(target, models.BinaryField):

@@ -671,6 +671,11 @@ def _a_boolean_for_a_number(documents):
     return "used_count is not a whole number (found bool)"
 
 
+def _array_of_numbers(documents):
+    _row(documents, "invitations.Invitation")["permissions"] = ["read", 7]
+    return "permissions is not a string (found int)"
+
+
 def _out_of_range(documents):
     _row(documents, "invitations.Invitation")["max_uses"] = 2**40
     return "max_uses is out of the column's range"
@@ -768,10 +773,10 @@ def _invitation_of_an_unknown_application(documents):
 @pytest.mark.parametrize(
     "forge",
     [
-        _drop_column, _extra_column, _wrong_type, _a_boolean_for_a_number, _out_of_range, _not_null, _not_a_uuid,
-        _not_a_time, _not_base64, _nul_character, _too_long, _unknown_table, _table_not_a_name, _row_not_an_object,
-        _header_without_a_table, _header_without_a_column, _header_without_keys, _two_client_rows, _no_client_row,
-        _trailer_not_counts, _live_key_without_key, _invitation_of_an_unknown_application,
+        _drop_column, _extra_column, _wrong_type, _a_boolean_for_a_number, _array_of_numbers, _out_of_range, _not_null,
+        _not_a_uuid, _not_a_time, _not_base64, _nul_character, _too_long, _unknown_table, _table_not_a_name,
+        _row_not_an_object, _header_without_a_table, _header_without_a_column, _header_without_keys, _two_client_rows,
+        _no_client_row, _trailer_not_counts, _live_key_without_key, _invitation_of_an_unknown_application,
     ],
 )  # fmt: skip
 def test_a_malformed_file_with_a_correct_checksum_gets_a_clear_error_and_changes_nothing(
