@@ -67,6 +67,8 @@ def issue_context(client_id, *, using: str) -> IssueContext:
     triggers in the writing transaction) instead of a sum over every invitation of the client.
     Call it inside the issuing transaction: the lock lasts until it ends.
     """
+    if not connections[using].in_atomic_block:
+        raise RuntimeError("issue_context() must run inside the issuing transaction: its lock ends with it")
     with connections[using].cursor() as cursor:
         cursor.execute("SELECT * FROM invitation_issue_context(%s)", [client_id])
         row = cursor.fetchone()

@@ -290,13 +290,17 @@ def test_the_context_read_with_the_lock_agrees_with_the_seat_rule_the_keys_and_t
 
 
 @committed
-def test_a_client_without_invitations_has_no_seats_and_an_unknown_client_is_not_found(world):
+def test_a_client_without_invitations_has_no_seats_an_unknown_one_is_not_found_and_a_lock_needs_a_transaction(
+    world,
+):
     import uuid
 
     from config.errors import NotFound
     from invitations.selectors import issue_context
 
     acme, _, _ = world
+    with pytest.raises(RuntimeError, match="inside the issuing transaction"):
+        issue_context(acme.pk, using="console")  # a lock released at once would guard nothing
     with transaction.atomic(using="console"):
         assert issue_context(acme.pk, using="console").seats_used == 0
         with pytest.raises(NotFound):
