@@ -14,8 +14,10 @@ Run by hand, never from the test suite:
      event: the database included) vs the same raw loop, for scale.
 2. Issuing at scale (`--existing`, default 10,000 invitations already held by the client): the
    single path as it was (13 statements: seat count, duplicate check, code check and audit
-   savepoint each on their own), the single path now (`issue_invitation`), and a batch
-   (`issue_invitations`, `--batch` rows, default 1,000) per row — interleaved rounds, medians.
+   savepoint each on their own), as the first round of issue 12 left it (8 statements: one
+   checks query, its seat count a sum over the client's invitations), the single path now
+   (`issue_invitation`: 4 statements and the transaction), and a batch (`issue_invitations`,
+   `--batch` rows, default 1,000) per row — interleaved rounds, medians.
 3. `cleanup_invitations` expiring and then purging N invitations (default 1,000,000, loaded
    with COPY) against one plain `UPDATE` and one plain `DELETE` of the same rows (run in a
    transaction that is rolled back, then vacuumed away). Target: at most 2 times.
@@ -200,6 +202,61 @@ def legacy_issue(client, application, invitee, expires_in=timedelta(days=7)):
     return invitation, token
 
 
+_PREVIOUS_CHECKS = """
+SELECT
+  (SELECT coalesce(sum(CASE WHEN status = 'pending' THEN max_uses ELSE used_count END), 0)
+     FROM invitations_invitation WHERE client_id = %(client)s),
+  ARRAY(SELECT email_hash FROM invitations_invitation
+         WHERE client_id = %(client)s AND application_id = ANY(%(applications)s) AND status = 'pending'
+           AND email_hash = ANY(%(hashes)s) AND email_hash <> ''),
+  ARRAY(SELECT code FROM invitations_invitation WHERE code = ANY(%(codes)s)),
+  (SELECT kid FROM vault_signingkey WHERE status = 'active'),
+  (SELECT wrapped_private_key FROM vault_signingkey WHERE status = 'active')
+"""
+
+
+def previous_issue(client, application, invitee, expires_in=timedelta(days=7)):
+    """`issue_invitation` as the first round of issue 12 left it (8 statements), for the side-by-side figure: the
+    client lock, the data keys, one checks query whose seat count sums every invitation of the client, the insert,
+    the audit event."""
+    from django.db import connections  # noqa: PLC0415
+    from django.utils import timezone  # noqa: PLC0415
+
+    from audit.services import actor_fields, record  # noqa: PLC0415
+    from clients.selectors import get_client  # noqa: PLC0415
+    from invitations import services, tokens  # noqa: PLC0415
+    from invitations.models import Invitation  # noqa: PLC0415
+    from vault.models import SigningKey  # noqa: PLC0415
+    from vault.selectors import client_keys  # noqa: PLC0415
+
+    invitee = invitee.cleaned()
+    now = timezone.now()
+    with services._atomic():
+        client = get_client(str(client.pk), for_update=True)
+        services._check_issuable(client, application, expires_in, 1)
+        keys = client_keys(client)
+        email_hashes = services._email_hashes(keys, invitee.company_email)
+        code = services._random_code()
+        with connections["console"].cursor() as cursor:
+            cursor.execute(_PREVIOUS_CHECKS, {"client": client.pk, "applications": [application.pk],
+                                              "hashes": email_hashes, "codes": [code]})  # fmt: skip
+            seats, pending, taken, kid, wrapped = cursor.fetchone()
+        assert seats + 1 <= client.tier.max_users and not pending and not taken
+        signing_key = SigningKey(kid=kid, status="active", wrapped_private_key=bytes(wrapped))
+        invitation = Invitation(client=client, application=application, code=code, permissions=[], restrictions={},
+                                expires_at=now + expires_in, email_hash=email_hashes[0], kid=kid,
+                                created_by=actor_fields(None)[2])  # fmt: skip
+        token = tokens.encode(
+            invitation=invitation, client=client, application=application, invitee=invitee.as_claim(), keys=keys,
+            signing_key=signing_key, issued_at=now,
+        )  # fmt: skip
+        invitation.token_hash = tokens.token_hash(token)
+        invitation.save(force_insert=True)
+        record(actor=None, action="invitation.issued", client=client, target=invitation,
+               changes={"application": application.app_code, "expires_at": invitation.expires_at})  # fmt: skip
+    return invitation, token
+
+
 def load_existing(client, application, count: int) -> None:
     """`count` invitations held by `client`: a fifth pending, the rest expired (so the seats leave room to issue)."""
     from django.utils import timezone  # noqa: PLC0415
@@ -220,7 +277,9 @@ def load_existing(client, application, count: int) -> None:
 
 
 def issuing_at_scale(args, client, application) -> dict:
-    """Seconds per issued invitation, medians of interleaved rounds: old single, new single, batch per row."""
+    """Seconds per issued invitation, medians of interleaved rounds: old single (13 statements), previous single
+    (8: the seat sum in one checks query), new single (the lock with the counter's seats, the insert with its
+    duplicate check, the audit event), and a batch per row."""
     from django.db import connections  # noqa: PLC0415
     from django.test.utils import CaptureQueriesContext  # noqa: PLC0415
 
@@ -233,6 +292,10 @@ def issuing_at_scale(args, client, application) -> dict:
     def old_single():
         for _ in range(singles):
             legacy_issue(client, application, services.Invitee("Bench Person", next(emails)))
+
+    def previous_single():
+        for _ in range(singles):
+            previous_issue(client, application, services.Invitee("Bench Person", next(emails)))
 
     def new_single():
         for _ in range(singles):
@@ -247,6 +310,8 @@ def issuing_at_scale(args, client, application) -> dict:
 
     statements = {}
     for name, run in (("old single", lambda: legacy_issue(client, application, services.Invitee("B P", next(emails)))),
+                      ("previous single",
+                       lambda: previous_issue(client, application, services.Invitee("B P", next(emails)))),
                       ("new single", lambda: services.issue_invitation(
                           actor=None, client=client, application=application,
                           invitee=services.Invitee("B P", next(emails))))):  # fmt: skip
@@ -261,11 +326,14 @@ def issuing_at_scale(args, client, application) -> dict:
 
     rounds = max(args.rounds // 3, 3)
     medians = interleaved(
-        rounds, {"old single": old_single, "new single": new_single, "batch": one_batch, "round trip": round_trips}
-    )
+        rounds,
+        {"old single": old_single, "previous single": previous_single, "new single": new_single, "batch": one_batch,
+         "round trip": round_trips},
+    )  # fmt: skip
     return {
         "per_op": {
             "old single": medians["old single"] / singles,
+            "previous single": medians["previous single"] / singles,
             "new single": medians["new single"] / singles,
             "batch per row": medians["batch"] / args.batch,
         },
@@ -291,6 +359,9 @@ def load_invitations(args, clients, apps) -> None:
     with transaction.atomic(using="default"), connections["default"].cursor() as cursor:
         cursor.execute(f"ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY")  # COPY FROM is refused under RLS
         cursor.execute(f"TRUNCATE {table}")
+        # TRUNCATE fires no row triggers: the seat counter starts again from nothing, and COPY's insert trigger
+        # fills it (issuing reads its seats from there).
+        cursor.execute("TRUNCATE reports_clientseats")
         columns = (
             "id, client_id, application_id, code, token_hash, status, max_uses, used_count, permissions, "
             "restrictions, expires_at, email_hash, kid, created_by, created_at, resend_count, revoked_by, revoke_reason"
@@ -360,10 +431,11 @@ def report_issuing(args, scale: dict) -> None:
     say("")
     say(f"issuing with {args.existing:,} invitations held by the client ({scale['rounds']} interleaved rounds: "
         f"{scale['singles']} single issues per path, one batch of {args.batch:,})")  # fmt: skip
-    say(f"{'path':<16} {'ms per invitation':>18} {'statements':>11} {'vs old single':>14}")
+    say(f"{'path':<16} {'ms per invitation':>18} {'statements':>11} {'vs old single':>14} {'vs previous':>12}")
     for name, seconds in per_op.items():
         count = scale["statements"].get(name, "")
-        say(f"{name:<16} {seconds * 1000:>18.2f} {count!s:>11} {per_op['old single'] / seconds:>13.1f}x")
+        say(f"{name:<16} {seconds * 1000:>18.2f} {count!s:>11} {per_op['old single'] / seconds:>13.1f}x"
+            f" {per_op['previous single'] / seconds:>11.1f}x")  # fmt: skip
     round_trip = scale["round_trip"] * 1000
     say(f"one batch of {args.batch:,}: {scale['batch']:.2f} s; one round trip (SELECT 1): {round_trip:.2f} ms")
     say("")

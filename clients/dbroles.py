@@ -100,7 +100,9 @@ APP_GRANTS: dict[str, str] = {
 # Functions in our schema each runtime role may execute: every other one is reported. Names
 # only: apply() grants EXECUTE on every overload of the name.
 APP_FUNCTIONS: frozenset[str] = frozenset({"api_authenticate"})  # API key authentication (api/migrations/0002)
-CONSOLE_FUNCTIONS: frozenset[str] = frozenset()
+CONSOLE_FUNCTIONS: frozenset[str] = frozenset(
+    {"invitation_issue_context"}  # issuing's lock, seats, keys in one round trip (invitations/migrations/0006)
+)
 # The tables the SECURITY DEFINER functions read or write. FORCE ROW LEVEL SECURITY filters the
 # owner too, so without a policy the function would see no row; this policy, TO the owner alone,
 # gives it back exactly what it already has (the owner may lift FORCE on its own tables at any

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import base64
 import contextlib
+import json
 import re
 import uuid
 from dataclasses import dataclass
@@ -11,11 +11,13 @@ from dataclasses import dataclass
 from django.db import connections, router
 from django.db.models import Case, IntegerField, Q, Sum, When
 
-from clients.models import Client
+from clients.models import Client, Tier
 from config.errors import NotFound, excerpt
 from invitations.models import Invitation
 from invitations.tokens import InvitationRejected
+from vault.keys import ClientKeys
 from vault.models import SigningKey
+from vault.selectors import keys_from_rows
 
 
 def seats_used(client: Client) -> int:
@@ -39,47 +41,79 @@ def seats_used(client: Client) -> int:
 
 
 @dataclass(frozen=True)
+class IssueContext:
+    """What issuing reads under the client's row lock (`issue_context`)."""
+
+    client: Client  # as it is now, with its tier
+    seats_used: int  # as `seats_used` counts them, from the trigger-kept counter
+    keys: ClientKeys
+    signing_key: SigningKey | None  # the active one, enough of it to sign with (vault.signing.sign)
+
+
+def _instance(model, row: dict, using: str):
+    """A model instance from `to_jsonb(row)`, as if Django had loaded it (Django's connections leave jsonb as text)."""
+    row = json.loads(row) if isinstance(row, str) else row
+    instance = model(**{field.attname: field.to_python(row[field.column]) for field in model._meta.concrete_fields})
+    instance._state.adding, instance._state.db = False, using
+    return instance
+
+
+def issue_context(client_id, *, using: str) -> IssueContext:
+    """Lock the client's row, then read its tier, seats, data keys and the active signing key: one round trip.
+
+    The database function `invitation_issue_context` (invitations/migrations/0006) takes the lock
+    in one statement and reads in the next, so the seats include every issue that held the lock
+    before; the seats come from `reports_clientseats` (O(1), kept exact by the invitations'
+    triggers in the writing transaction) instead of a sum over every invitation of the client.
+    Call it inside the issuing transaction: the lock lasts until it ends.
+    """
+    if not connections[using].in_atomic_block:
+        raise RuntimeError("issue_context() must run inside the issuing transaction: its lock ends with it")
+    with connections[using].cursor() as cursor:
+        cursor.execute("SELECT * FROM invitation_issue_context(%s)", [client_id])
+        row = cursor.fetchone()
+    if row is None:
+        raise NotFound(f"No client with id '{client_id}'.", code="client_not_found")
+    client_row, tier_row, seats, versions, statuses, wrapped, kid, signing_wrapped = row
+    client = _instance(Client, client_row, using)
+    client.tier = _instance(Tier, tier_row, using)
+    keys = keys_from_rows(client, zip(versions, statuses, wrapped, strict=True))
+    signing_key = None
+    if kid is not None:
+        signing_key = SigningKey(kid=kid, status=SigningKey.Status.ACTIVE, wrapped_private_key=bytes(signing_wrapped))
+    return IssueContext(client, int(seats), keys, signing_key)
+
+
+@dataclass(frozen=True)
 class IssueChecks:
-    seats_used: int
     pending: dict[tuple[str, str], str]  # (application id, e-mail hash) of a pending invitation → its code
     codes_taken: set[str]
-    signing_key: SigningKey | None  # the active one, enough of it to sign with (vault.signing.sign)
 
 
 _ISSUE_CHECKS = """
 SELECT
-  (SELECT coalesce(sum(CASE WHEN status = 'pending' THEN max_uses ELSE used_count END), 0)
-     FROM {table} WHERE client_id = %(client)s),
   ARRAY(SELECT application_id::text || ' ' || email_hash || ' ' || code FROM {table}
          WHERE client_id = %(client)s AND application_id = ANY(%(applications)s) AND status = 'pending'
            AND email_hash = ANY(%(hashes)s) AND email_hash <> ''),
-  ARRAY(SELECT code FROM {table} WHERE code = ANY(%(codes)s)),
-  (SELECT ARRAY[kid, encode(wrapped_private_key, 'base64')] FROM {signing_keys} WHERE status = 'active')
+  ARRAY(SELECT code FROM {table} WHERE code = ANY(%(codes)s))
 """
 
 
 def issue_checks(client: Client, *, applications: list, email_hashes: list[str], codes: list[str]) -> IssueChecks:
-    """What issuing needs to know, in one round trip: the seats held (as `seats_used` counts them), the active
-    signing key (as `vault.selectors.active_signing_key` finds it), which of
-    `email_hashes` already have a pending invitation to one of `applications`, and which of `codes` are taken.
+    """What a batch needs to know of its rows, in one round trip: which of `email_hashes` already have a pending
+    invitation to one of `applications`, and which of `codes` are taken.
 
-    The duplicate lookup is on the unique index `invitation_one_pending_per_email`; the seat sum can
-    be answered from the covering index `invitation_client_seats` (migration 0004).
+    The duplicate lookup is on the unique index `invitation_one_pending_per_email`. The seats and
+    the signing key come with the lock (`issue_context`).
     """
-    sql = _ISSUE_CHECKS.format(table=Invitation._meta.db_table, signing_keys=SigningKey._meta.db_table)
+    sql = _ISSUE_CHECKS.format(table=Invitation._meta.db_table)
     with connections[router.db_for_read(Invitation)].cursor() as cursor:
         parameters = {"client": client.pk, "applications": [application.pk for application in applications],
                       "hashes": list(email_hashes), "codes": list(codes)}  # fmt: skip
         cursor.execute(sql, parameters)
-        seats, pending, taken, signing = cursor.fetchone()
+        pending, taken = cursor.fetchone()
     rows = (entry.split(" ") for entry in pending)
-    signing_key = None
-    if signing is not None:
-        kid, wrapped = signing
-        signing_key = SigningKey(
-            kid=kid, status=SigningKey.Status.ACTIVE, wrapped_private_key=base64.b64decode(wrapped)
-        )
-    return IssueChecks(int(seats), {(app, hash_): code for app, hash_, code in rows}, set(taken), signing_key)
+    return IssueChecks({(app, hash_): code for app, hash_, code in rows}, set(taken))
 
 
 INVITATION_CODE = re.compile(r"INV-[0-9A-Z]{6}")

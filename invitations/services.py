@@ -26,14 +26,13 @@ from django.utils import timezone
 from audit.services import actor_fields, record
 from clients.locks import single_run
 from clients.models import Application, Client
-from clients.selectors import get_client
 from clients.tenancy import in_tenant_context, tenant_context
 from config.errors import Conflict, InvalidInput, Refused
 from config.validation import CONTROL_CHARACTERS, CONTROL_CHARACTERS_MESSAGE, conflicts_as, refuse_control_characters
 from invitations import tokens
 from invitations.delivery import SEND_TO_CHOICES, Delivery, send_after_commit
 from invitations.models import Invitation
-from invitations.selectors import issue_checks, seats_used
+from invitations.selectors import issue_checks, issue_context
 from invitations.tokens import MAX_PERMISSIONS, PERMISSION, InvitationRejected
 from vault.selectors import active_signing_key, client_keys, is_erased
 from vault.services import create_data_key
@@ -150,6 +149,54 @@ def _keys_of(actor, client: Client):
     return keys
 
 
+def _keys_ready(actor, client: Client, keys):
+    """`keys` as read with the lock, or, for a client from before the vault, its first data key created now."""
+    if keys.active_version is None:
+        return _keys_of(actor, client)
+    return keys
+
+
+_INSERT_UNLESS_PENDING = """
+WITH pending AS (
+    SELECT code FROM {table}
+     WHERE client_id = %s AND application_id = %s AND status = 'pending' AND email_hash = ANY(%s) AND email_hash <> ''
+     LIMIT 1
+), inserted AS (
+    INSERT INTO {table} ({columns}) SELECT {values} WHERE NOT EXISTS (SELECT FROM pending)
+    ON CONFLICT (code) DO NOTHING RETURNING 1
+)
+SELECT (SELECT code FROM pending), EXISTS (SELECT FROM inserted)
+"""
+
+
+def _insert_unless_pending(invitation: Invitation, email_hashes: list[str]) -> str | None:
+    """Insert `invitation` unless its invitee has a pending one to the same application: None when inserted, else
+    the pending invitation's code. One round trip; a taken support code (rare: 32^6 codes) gets another and retries.
+
+    Runs under the client's row lock, which serialises issues, so the check and the insert see the same rows.
+    """
+    alias = router.db_for_write(Invitation)
+    connection = connections[alias]
+    fields = Invitation._meta.concrete_fields
+    table = connection.ops.quote_name(Invitation._meta.db_table)
+    sql = _INSERT_UNLESS_PENDING.format(
+        table=table,
+        columns=", ".join(connection.ops.quote_name(field.column) for field in fields),
+        values=", ".join(f"%s::{field.db_type(connection)}" for field in fields),
+    )
+    while True:
+        values = [field.get_db_prep_save(field.pre_save(invitation, True), connection) for field in fields]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [invitation.client_id, invitation.application_id, list(email_hashes), *values])
+            pending, inserted = cursor.fetchone()
+        if pending is not None:
+            return pending
+        if inserted:
+            invitation._state.adding, invitation._state.db = False, alias
+            return None
+        invitation.code = _random_code()  # the code was taken
+
+
 def _check_issuable(client: Client, application: Application, expires_in: timedelta, max_uses: int) -> None:
     if client.status != Client.Status.ACTIVE:
         raise Refused(
@@ -202,30 +249,24 @@ def issue_invitation(
     restrictions = _cleaned_restrictions(restrictions)
     now = timezone.now()
     with _atomic():
-        # The client row lock serialises concurrent issues against the tier's max_users.
-        client = get_client(str(client.pk), for_update=True)
+        # The client's row lock (it serialises concurrent issues against the tier's max_users), then its seats,
+        # data keys and the active signing key: one round trip (docs/performance.md, "Issuing at scale").
+        context = issue_context(client.pk, using=router.db_for_write(Invitation))
+        client = context.client
         _check_issuable(client, application, expires_in, max_uses)
-        keys = _keys_of(actor, client)
-        email_hashes = _email_hashes(keys, invitee.company_email)
-        code = _random_code()
-        # Seats, duplicate, code and signing key in one round trip (docs/performance.md: issuing was 13 statements).
-        checks = issue_checks(client, applications=[application], email_hashes=email_hashes, codes=[code])
-        if checks.seats_used + max_uses > client.tier.max_users:
+        if context.seats_used + max_uses > client.tier.max_users:
             raise Refused(
                 f"Tier {client.tier.code} allows {client.tier.max_users} users; client {client.code} holds "
-                f"{checks.seats_used} seat(s), and this invitation needs {max_uses}.",
+                f"{context.seats_used} seat(s), and this invitation needs {max_uses}.",
                 code="seat_limit",
             )
-        if any((str(application.pk), hash_) in checks.pending for hash_ in email_hashes):
-            raise Conflict(
-                f"This person already has a pending invitation to {application.app_code}; resend or revoke it.",
-                code="duplicate_invitation",
-            )
-        signing_key = checks.signing_key or active_signing_key()  # the latter raises: there is none
+        keys = _keys_ready(actor, client, context.keys)
+        email_hashes = _email_hashes(keys, invitee.company_email)
+        signing_key = context.signing_key or active_signing_key()  # the latter raises: there is none
         invitation = Invitation(
             client=client,
             application=application,
-            code=_free_codes([code], checks.codes_taken)[0],
+            code=_random_code(),
             max_uses=max_uses,
             permissions=permissions,
             restrictions=restrictions,
@@ -244,8 +285,14 @@ def issue_invitation(
             issued_at=now,
         )
         invitation.token_hash = tokens.token_hash(token)
+        # The duplicate check rides on the insert (one round trip): nothing is inserted when the person already
+        # has a pending invitation to the application, under any live data key version's hash.
         with conflicts_as("A concurrent request issued the same invitation; try again."):
-            invitation.save(force_insert=True)
+            if _insert_unless_pending(invitation, email_hashes) is not None:
+                raise Conflict(
+                    f"This person already has a pending invitation to {application.app_code}; resend or revoke it.",
+                    code="duplicate_invitation",
+                )
         record(
             actor=actor,
             action="invitation.issued",
@@ -370,12 +417,14 @@ def issue_invitations(
     rows = _shaped_rows(requests, send_to, result.errors)
     now = timezone.now()
     with _atomic():
-        client = get_client(str(client.pk), for_update=True)  # one lock for the whole batch
+        # One lock for the whole batch, and with it the seats, data keys and signing key (one round trip).
+        context = issue_context(client.pk, using=router.db_for_write(Invitation))
+        client = context.client
         if client.status != Client.Status.ACTIVE:
             raise Refused(
                 f"Client {client.code} is {client.status}; invitations need an active client.", code="client_inactive"
             )
-        keys = _keys_of(actor, client)
+        keys = _keys_ready(actor, client, context.keys)
         rows = _with_applications(client, rows, result.errors)
         hashes = [_email_hashes(keys, invitee.company_email) for _, invitee, _, _ in rows]
         codes = [_random_code() for _ in rows]
@@ -384,18 +433,18 @@ def issue_invitations(
             client, applications=applications, email_hashes=[h for row in hashes for h in row], codes=codes
         )
         issuable = _not_pending(rows, hashes, checks, result.errors)
-        free = client.tier.max_users - checks.seats_used
+        free = client.tier.max_users - context.seats_used
         if len(issuable) > free:
             message = (
                 f"Tier {client.tier.code} allows {client.tier.max_users} users; client {client.code} holds "
-                f"{checks.seats_used} seat(s), so {max(free, 0)} are free and this batch needs {len(issuable)}."
+                f"{context.seats_used} seat(s), so {max(free, 0)} are free and this batch needs {len(issuable)}."
             )
             result.errors.append(RowError(0, "seats", message))
         result.errors.sort(key=lambda error: error.line)
         result.valid_rows = len(issuable)
         if result.batch_error or (result.errors and not valid_only) or dry_run or not issuable:
             return result
-        signing_key = checks.signing_key or active_signing_key()  # the latter raises: there is none
+        signing_key = context.signing_key or active_signing_key()  # the latter raises: there is none
         codes = _free_codes(codes[: len(issuable)], checks.codes_taken)
         created_by = actor_fields(actor)[2][:200]
         issued = []
@@ -511,11 +560,13 @@ def resend_invitation(
             raise Refused(
                 f"Invitation {invitation.code} is {invitation.status}; only pending or expired ones are resent."
             )
-        client = get_client(str(invitation.client_id), for_update=True)  # seats, as when issuing
+        # The client's lock, seats, keys and signing key in one round trip, as when issuing.
+        context = issue_context(invitation.client_id, using=router.db_for_write(Invitation))
+        client = context.client
         _check_issuable(client, invitation.application, expires_in or MIN_VALIDITY, invitation.max_uses)
         revived = invitation.status == Invitation.Status.EXPIRED
         if revived:  # back to pending: it holds its remaining uses as seats again
-            needed, used = invitation.max_uses - invitation.used_count, seats_used(client)
+            needed, used = invitation.max_uses - invitation.used_count, context.seats_used
             if used + needed > client.tier.max_users:
                 raise Refused(
                     f"Tier {client.tier.code} allows {client.tier.max_users} users; client {client.code} holds "
@@ -523,7 +574,7 @@ def resend_invitation(
                     code="seat_limit",
                 )
             invitation.status, invitation.finished_at = Invitation.Status.PENDING, None
-        keys = client_keys(client)
+        keys = context.keys
         if invitation.email_hash not in _email_hashes(keys, invitee.company_email):
             raise InvalidInput(
                 "This is not the company e-mail the invitation was issued to.",
@@ -532,7 +583,7 @@ def resend_invitation(
             )
         lifetime = expires_in or max(invitation.expires_at - invitation.created_at, MIN_VALIDITY)
         invitation.expires_at = now + min(lifetime, MAX_VALIDITY)
-        signing_key = active_signing_key()
+        signing_key = context.signing_key or active_signing_key()  # the latter raises: there is none
         token = tokens.encode(
             invitation=invitation,
             client=client,

@@ -19,7 +19,13 @@ from vault.signing import private_key_context
 
 def client_keys(client: Client) -> ClientKeys:
     """The client's data keys (one query); unwrapping happens on first use of each version."""
-    rows = list(DataKey.objects.filter(client_id=client.pk).values_list("version", "status", "wrapped_key"))
+    rows = DataKey.objects.filter(client_id=client.pk).values_list("version", "status", "wrapped_key")
+    return keys_from_rows(client, rows)
+
+
+def keys_from_rows(client: Client, rows) -> ClientKeys:
+    """`client_keys` from (version, status, wrapped_key) rows read elsewhere (issuing reads them with its lock)."""
+    rows = list(rows)
     return ClientKeys(
         client_id=client.pk,
         client_code=client.code,

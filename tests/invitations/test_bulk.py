@@ -11,6 +11,7 @@ import re
 import pytest
 from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import transaction
 from django.urls import reverse
 
 from audit.models import AuditEvent
@@ -261,20 +262,84 @@ def test_a_client_the_staff_member_may_not_see_has_no_upload_page(client, world)
 
 
 @committed
-def test_the_one_round_trip_checks_agree_with_the_seat_rule_and_the_active_key(world, issue):
-    from invitations.selectors import issue_checks, seats_used
-    from vault.selectors import active_signing_key
+def test_the_context_read_with_the_lock_agrees_with_the_seat_rule_the_keys_and_the_active_key(world, issue):
+    from invitations.selectors import issue_checks, issue_context, seats_used
+    from vault.selectors import active_signing_key, client_keys
 
     acme, _, apps = world
     multi, _ = issue(ADA, max_uses=3)
     _, token = issue(services.Invitee("Grace Hopper", "grace.hopper@acme.example"))
     services.redeem_invitation(actor=None, token=token)
     services.revoke_invitation(actor=None, invitation=issue(services.Invitee("Rev", "rev@acme.example"))[0], reason="x")
+    with transaction.atomic(using="console"):
+        context = issue_context(acme.pk, using="console")
+    # The trigger-kept counter, not a sum: it agrees with the sum over the rows.
+    assert context.seats_used == seats_used(acme) == 4
+    assert (context.client.pk, context.client.code, context.client.status) == (acme.pk, "acme", "active")
+    assert (context.client.tier.code, context.client.tier.max_users) == (acme.tier.code, acme.tier.max_users)
+    assert context.client.tier.features == acme.tier.features
+    assert context.client.created_at == acme.created_at
+    expected = client_keys(acme)
+    assert context.keys.active_version == expected.active_version
+    assert context.keys.live_versions == expected.live_versions
+    assert context.keys._wrapped == expected._wrapped  # the wrapped keys themselves, as bytes
+    assert context.signing_key.kid == active_signing_key().kid
     checks = issue_checks(acme, applications=[apps["acme"]], email_hashes=[multi.email_hash], codes=[multi.code])
-    assert checks.seats_used == seats_used(acme) == 4
     assert checks.pending == {(str(apps["acme"].pk), multi.email_hash): multi.code}
     assert checks.codes_taken == {multi.code}
-    assert checks.signing_key.kid == active_signing_key().kid
+
+
+@committed
+def test_a_client_without_invitations_has_no_seats_an_unknown_one_is_not_found_and_a_lock_needs_a_transaction(
+    world,
+):
+    import uuid
+
+    from config.errors import NotFound
+    from invitations.selectors import issue_context
+
+    acme, _, _ = world
+    with pytest.raises(RuntimeError, match="inside the issuing transaction"):
+        issue_context(acme.pk, using="console")  # a lock released at once would guard nothing
+    with transaction.atomic(using="console"):
+        assert issue_context(acme.pk, using="console").seats_used == 0
+        with pytest.raises(NotFound):
+            issue_context(uuid.uuid4(), using="console")
+
+
+@committed
+def test_only_the_console_role_may_call_the_issue_context(world, app_connection):
+    import psycopg
+
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        app_connection.execute("SELECT * FROM invitation_issue_context(%s)", [world[0].pk])
+
+
+@committed
+def test_a_duplicate_under_an_older_data_key_version_is_still_refused(world, issue):
+    from config.errors import Conflict
+    from vault import services as vault_services
+
+    acme, _, _ = world
+    issue(ADA)
+    vault_services.create_data_key(actor=None, client=acme)  # a rotation: the first hash is now an old version's
+    with pytest.raises(Conflict, match="already has a pending invitation"):
+        issue(services.Invitee("Ada L.", ADA.company_email))
+    assert Invitation.objects.count() == 1
+    assert AuditEvent.objects.filter(action="invitation.issued").count() == 1
+
+
+@committed
+def test_a_taken_support_code_is_replaced_and_the_invitation_issued(world, issue, monkeypatch):
+    first, _ = issue(ADA)
+    codes = iter([first.code, "INV-ZZZZZZ"])
+    monkeypatch.setattr(services, "_random_code", lambda: next(codes))
+    second, token = issue(services.Invitee("Grace Hopper", "grace.hopper@acme.example"))
+    assert second.code == "INV-ZZZZZZ" == Invitation.objects.get(pk=second.pk).code
+    assert Invitation.objects.count() == 2
+    assert services.validate_invitation(token=token).pk == second.pk
+    event = AuditEvent.objects.filter(action="invitation.issued").order_by("-seq").first()
+    assert event.target_id == str(second.pk)
 
 
 @committed
@@ -287,11 +352,12 @@ def test_a_batch_costs_the_same_statements_whatever_its_size(world):
         with CaptureQueriesContext(connections["console"]) as queries:
             assert len(batch(world, HEADER + people(size, start=start)).issued) == size
         counts.append(len(queries.captured_queries))
-    assert counts[0] == counts[1] == 9  # applications once, checks once, one insert, one audit event
+    # Lock with seats, keys and signing key; applications; checks; one insert; one audit event (9 before).
+    assert counts[0] == counts[1] == 8
 
 
 @committed
-def test_a_single_issue_takes_six_statements_and_its_transaction(world, issue):
+def test_a_single_issue_takes_four_statements_and_its_transaction(world, issue):
     from django.db import connections
     from django.test.utils import CaptureQueriesContext
 
@@ -299,5 +365,7 @@ def test_a_single_issue_takes_six_statements_and_its_transaction(world, issue):
     with CaptureQueriesContext(connections["console"]) as queries:
         issue(services.Invitee("Grace Hopper", "grace.hopper@acme.example"))
     statements = [query["sql"].split()[0] for query in queries.captured_queries]
-    # Client lock, data keys, the one-round-trip checks, insert, chain head, audit insert (13 before).
-    assert statements == ["BEGIN", "SELECT", "SELECT", "SELECT", "INSERT", "SELECT", "INSERT", "COMMIT"]
+    # The lock with seats, keys and signing key; the insert with its duplicate check; chain head, audit insert
+    # (13 statements at first, then 8).
+    assert statements == ["BEGIN", "SELECT", "WITH", "SELECT", "INSERT", "COMMIT"]
+    assert "invitation_issue_context" in queries.captured_queries[1]["sql"]

@@ -89,6 +89,43 @@ def test_concurrent_issues_cannot_overshoot_the_seat_limit(issue, world):
 
 
 @committed
+def test_concurrent_batches_and_single_issues_share_the_seats_exactly(issue, world):
+    # The seats are read from the trigger-kept counter by the statement after the lock (invitation_issue_context):
+    # every issue that held the lock before is counted, so no mix of batches and single issues overshoots.
+    from invitations.selectors import seats_used
+    from reports.models import ClientSeats
+
+    acme = world[0]
+    issue(max_uses=990)  # 10 seats free
+    emails = iter(f"person{n}@acme.example" for n in range(100))
+    lock = threading.Lock()
+
+    def work(kind):
+        with lock:
+            addresses = [next(emails) for _ in range(3)]
+        if kind == "single":
+            issue(services.Invitee("Some One", addresses[0]))
+            return 1
+        requests = [services.InvitationRequest(n + 2, services.Invitee("Some One", email), "onboarding")
+                    for n, email in enumerate(addresses)]  # fmt: skip
+        result = services.issue_invitations(actor=None, client=acme, requests=requests)
+        if result.batch_error:
+            raise Refused(result.batch_error.reason, code="seat_limit")
+        return len(result.issued)
+
+    kinds = iter(["single", "batch"] * 4)
+    results = run_in_threads(8, lambda: work(next(kinds)))
+    assert {error.code for kind, error in results if kind == "error"} <= {"seat_limit"}
+    issued = sum(value for kind, value in results if kind == "ok")
+    held = seats_used(acme)
+    assert held == 990 + issued == ClientSeats.objects.get(client=acme).seats
+    assert held <= 1000
+    # Nobody was refused while there was room: a refused single leaves no seat, a refused batch fewer than it needed.
+    for error in (error for kind, error in results if kind == "error"):
+        assert 1000 - held < (1 if "this invitation needs" in error.message else 3), error.message
+
+
+@committed
 def test_a_redemption_inside_another_clients_context_is_refused(issue, world):
     _, globex, _ = world
     _, token = issue()
