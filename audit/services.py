@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from audit import keys
 from audit.context import current_origin
+from audit.fastcheck import canonical_json
 from audit.models import HASHED_COLUMNS, AuditEvent, ChainHead, Checkpoint
 from audit.selectors import events_in_chain_order, exported_rows
 from clients.locks import single_run
@@ -92,8 +93,8 @@ def actor_fields(actor) -> tuple[str, str, str]:
 
 
 # json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str), without building an encoder per call
-# (verify_audit hashes millions of rows).
-_canonical_json = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str).encode
+# (verify_audit hashes millions of rows; its COPY walk builds the same bytes, audit/fastcheck.py).
+_canonical_json = canonical_json
 
 
 def event_hash(prev_hash: str, fields: dict[str, Any]) -> str:

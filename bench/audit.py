@@ -218,7 +218,7 @@ def baseline_module(path: str):
     return module
 
 
-def verify(verification=None) -> tuple[float, int, dict, int, int]:
+def verify(verification=None, **options) -> tuple[float, int, dict, int, int]:
     """verify_database over the whole trail: (seconds, events, problems by kind, peak RSS before, after) in KiB."""
     if verification is None:
         from audit import verification  # noqa: PLC0415
@@ -230,7 +230,7 @@ def verify(verification=None) -> tuple[float, int, dict, int, int]:
 
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     began = time.perf_counter()
-    summary = verification.verify_database(emit=emit)
+    summary = verification.verify_database(emit=emit, **options)
     seconds = time.perf_counter() - began
     return seconds, summary.events, problems, rss_before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
