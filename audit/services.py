@@ -14,8 +14,9 @@ from django.utils import timezone
 
 from audit import keys
 from audit.context import current_origin
+from audit.fastcheck import canonical_json
 from audit.models import HASHED_COLUMNS, AuditEvent, ChainHead, Checkpoint
-from audit.selectors import events_in_chain_order, exported_rows
+from audit.selectors import copied_export, export_queryset
 from clients.locks import single_run
 
 PLATFORM_CHAIN = "platform"
@@ -92,8 +93,8 @@ def actor_fields(actor) -> tuple[str, str, str]:
 
 
 # json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str), without building an encoder per call
-# (verify_audit hashes millions of rows).
-_canonical_json = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str).encode
+# (verify_audit hashes millions of rows; its COPY walk builds the same bytes, audit/fastcheck.py).
+_canonical_json = canonical_json
 
 
 def event_hash(prev_hash: str, fields: dict[str, Any]) -> str:
@@ -272,12 +273,14 @@ def create_checkpoints(*, actor, client=None) -> list[Checkpoint] | None:
             return Checkpoint.objects.using(using).bulk_create(checkpoints, batch_size=1000)
 
 
-def export_events(*, actor, export_format: str, client=None, since=None, events=None, view: str = ""):
+def export_events(*, actor, export_format: str, client=None, since=None, events=None, view: str = "", copied=None):
     """Record the export (who, which filter, which format) in its own committed transaction, then return the
-    events to stream: an export that is interrupted or fails half-way has still been recorded.
+    export to stream, as blocks of UTF-8 text (JSON Lines or CSV, written by PostgreSQL through COPY: see
+    audit.selectors.copied_export): an export that is interrupted or fails half-way has still been recorded.
 
     The command names a client and a start (`client`, `since`); the admin passes the queryset of its
-    filtered, scoped view (`events`) and the view's query string (`view`).
+    filtered, scoped view (`events`) and the view's query string (`view`). `copied` is told how many events
+    were exported once the stream is done.
     """
     using = router.db_for_write(AuditEvent)
     changes = {"since": since.isoformat() if since else None, "format": export_format}
@@ -285,9 +288,9 @@ def export_events(*, actor, export_format: str, client=None, since=None, events=
         changes["view"] = view
     with transaction.atomic(using=using, durable=True):
         record(actor=actor, action="audit.exported", client=client, changes=changes)
-    if events is not None:
-        return exported_rows(events)
-    return events_in_chain_order(client_id=client.pk if client else None, since=since)
+    if events is None:
+        events = export_queryset(client_id=client.pk if client else None, since=since)
+    return copied_export(events, export_format, copied=copied)
 
 
 def record_verification(*, actor, client=None, since=None, resume: bool = False, summary, problems: dict[str, int]):

@@ -1,8 +1,14 @@
 """Verifying the audit trail: walk each chain in order, name every edited, deleted, inserted, reordered or forged event.
 
-The trail is read in (client, chain, seq) order through one server-side cursor (or from an
-exported JSON Lines file) with one event of look-ahead: memory stays bounded whatever the
-trail's length. What each finding means:
+A full walk (and --client, --since) checks in two halves, in one repeatable-read snapshot: every
+event's mac and hash on its own, streamed off the disk in physical order by COPY (audit.fastcheck,
+in worker processes when there are many), and the chains' structure (seq gaps and order, links,
+heads, checkpoints) by one SQL query with window functions that returns only the rows that do not
+follow their predecessor, plus each chain's last one. Chains with a finding there, or with legacy
+unkeyed events, are then walked in seq order as below, which names each problem. --resume, and
+`exact=True`, walk every chain that way: read in (client, chain, seq) order through a server-side
+cursor (or from an exported JSON Lines file) with one event of look-ahead. Memory stays bounded
+whatever the trail's length either way. What each finding means:
 
 - edited: the event's mac verifies (its hash was issued with the audit key) but its fields no
   longer hash to it: someone changed the row afterwards.
@@ -22,17 +28,20 @@ import hashlib
 import hmac
 import itertools
 import json
+import multiprocessing
+import os
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import connections
+from django.db import connections, transaction
 from django.db.models import TextField
 from django.db.models.functions import Cast
 from django.db.models.sql.constants import MULTI
 
-from audit import keys
+from audit import fastcheck, keys
 from audit.models import AuditEvent, ChainHead, Checkpoint
 from audit.selectors import CHUNK_SIZE, EVENT_FIELDS
 from audit.services import GENESIS_HASH, checkpoint_message, event_hash, hashed_fields
@@ -291,14 +300,32 @@ def verify_database(
     resume: bool = False,
     emit: Callable[[Problem], None],
     progress: Callable[[int], None] = lambda done: None,
+    exact: bool = False,
+    workers: int | None = None,
 ) -> Summary:
     """Walk every chain in the database (or one client's), reporting problems through `emit`.
 
-    A full walk reads the whole trail through one server-side cursor in the unique index's order
-    (client, chain, seq), not one query per chain: with thousands of short chains the round trips
-    would cost more than the hashing. `resume` starts each chain somewhere else, so there each
-    chain has its own query.
+    By default the two-half walk of the module's docstring (`fast_walk`); `exact` (and `resume`,
+    which starts each chain somewhere else) walk each chain in seq order instead: the whole trail
+    through one server-side cursor in the unique index's order (client, chain, seq), or with
+    `resume` one query per chain. All in one repeatable-read snapshot when the caller has no
+    transaction open (the heads, the events and the checkpoints then agree however busy the trail).
+    `workers`: processes checking the COPY stream's events (None: one per CPU, none for a small
+    trail; 0: in this process).
     """
+    using = AuditEvent.objects.all().db
+    outer = connections[using].in_atomic_block
+    with transaction.atomic(using=using):
+        if not outer:
+            with connections[using].cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        return _verify_database(
+            client_id=client_id, since=since, checkpoints=checkpoints, resume=resume, emit=emit, progress=progress,
+            exact=exact, workers=workers,
+        )  # fmt: skip
+
+
+def _verify_database(*, client_id, since, checkpoints, resume, emit, progress, exact, workers) -> Summary:
     summary = Summary()
     ring = keys.chain_keys()
     heads_query = ChainHead.objects.all()
@@ -316,11 +343,7 @@ def verify_database(
     }
 
     def counted(rows) -> Iterator[dict]:
-        for event in event_dicts(rows):
-            summary.events += 1
-            if summary.events % CHUNK_SIZE == 0:
-                progress(summary.events)
-            yield event
+        return _counted(rows, summary, progress)
 
     def walk_chain(chain: tuple, chain_events: Iterator[dict], start: tuple[int, str] | None) -> None:
         signed = checkpoints.get(chain, [])
@@ -345,7 +368,12 @@ def verify_database(
         summary.legacy_unkeyed += walker.legacy
         summary.checkpoints += len(signed)
 
-    if resume:
+    if not resume and not exact:
+        fast_walk(
+            events, summary=summary, ring=ring, heads=heads, checkpoints=checkpoints, since=since, emit=emit,
+            progress=progress, walk_chain=walk_chain, workers=workers,
+        )  # fmt: skip
+    elif resume:
         starts = latest_verified_checkpoints(client_id)
         # order_by(): the model's default ordering would put its columns into the DISTINCT (one row per event).
         found = {
@@ -372,6 +400,211 @@ def verify_database(
             walk_chain(chain, iter(()), None)
     progress(summary.events)
     return summary
+
+
+GENESIS_SQL = f"'{GENESIS_HASH}'"
+# Bytes of COPY output handed to a checker at a time, and how many may wait for one (bounded memory).
+COPY_BLOCK = 1 << 20
+PENDING_BLOCKS = 4
+# Below this many events the COPY stream is checked in this process (starting workers costs more).
+WORKERS_FROM = 200_000
+# Ids per query when re-checking events through the original path.
+RECHECK_BATCH = 500
+
+
+def _filters(events) -> tuple[str, list]:
+    """The WHERE clause (and its parameters) of the walk's queryset, as Django compiles it."""
+    query = events.order_by().values_list("id")
+    sql, params = query.query.get_compiler(using=events.db).as_sql()
+    where = sql.partition(" WHERE ")[2]
+    return (f" WHERE {where}" if where else ""), list(params)
+
+
+def chain_structure(events, *, since: bool) -> Iterator[tuple[tuple, int, str, bool, bool, bool]]:
+    """(chain, seq, hash, bad, first, last) for the rows that do not follow their predecessor in the chain (`bad`:
+    a gap, an order or a link the walk would question, or a legacy unkeyed event), and each chain's first and last
+    row. One pass: a sort of the (filtered) trail by chain and seq, in the database."""
+    table = AuditEvent._meta.db_table
+    where, params = _filters(events)
+    # From --since on, a chain's first event is taken as given, as ChainWalker does with no anchor.
+    first_bad = "false" if since else f"seq <> 1 OR prev_hash <> {GENESIS_SQL}"
+    sql = (
+        "SELECT client_id::text, chain, seq, hash, bad, first_row, last_row FROM ("  # noqa: S608 - the model's table
+        " SELECT client_id, chain, seq, hash,"
+        f"  (CASE WHEN lag(seq) OVER w IS NULL THEN {first_bad}"
+        "   ELSE prev_hash <> lag(hash) OVER w OR seq <> lag(seq) OVER w + 1 END) OR key_id = '' AS bad,"
+        "  lag(seq) OVER w IS NULL AS first_row, lead(seq) OVER w IS NULL AS last_row"
+        f" FROM {table}{where} WINDOW w AS (PARTITION BY client_id, chain ORDER BY seq)"
+        ") AS links WHERE bad OR first_row OR last_row"
+    )
+    with connections[events.db].cursor() as cursor:
+        # The sort holds the hashes of the whole trail: in memory rather than in temporary files where it fits.
+        cursor.execute("SET LOCAL work_mem = '128MB'")
+        # A cursor is planned for its first rows by default: here that is the unique index's order, read all
+        # over the heap (the slow walk this replaces). All the rows are wanted: a sort of one sequential scan.
+        cursor.execute("SET LOCAL cursor_tuple_fraction = 1.0")
+    with connections[events.db].chunked_cursor() as cursor:
+        cursor.execute(sql, params)
+        while rows := cursor.fetchmany(CHUNK_SIZE):
+            for client, chain, seq, hash_, bad, first, last in rows:
+                yield (client, chain), seq, hash_, bad, first, last
+
+
+def _hashes_at(events, wanted: list[tuple[tuple, int]]) -> dict[tuple, str]:
+    """{(chain, seq): hash} of the events at these positions (one query for client chains, one per platform one)."""
+    found: dict[tuple, str] = {}
+    table = AuditEvent._meta.db_table
+    client_chains = [(chain, seq) for chain, seq in wanted if chain[0] is not None]
+    with connections[events.db].cursor() as cursor:
+        for start in range(0, len(client_chains), CHUNK_SIZE):
+            batch = client_chains[start : start + CHUNK_SIZE]
+            cursor.execute(
+                f"SELECT e.client_id::text, e.chain, e.seq, e.hash FROM {table} e"  # noqa: S608 - the model's table
+                " JOIN unnest(%s::uuid[], %s::text[], %s::bigint[]) AS w(client_id, chain, seq)"
+                " ON e.client_id = w.client_id AND e.chain = w.chain AND e.seq = w.seq",
+                [[c[0] for c, _ in batch], [c[1] for c, _ in batch], [seq for _, seq in batch]],
+            )
+            found.update({((client, chain), seq): hash_ for client, chain, seq, hash_ in cursor.fetchall()})
+        for chain, seq in wanted:
+            if chain[0] is None:
+                cursor.execute(
+                    f"SELECT hash FROM {table} WHERE client_id IS NULL AND chain = %s AND seq = %s",  # noqa: S608
+                    [chain[1], seq],
+                )
+                row = cursor.fetchone()
+                if row:
+                    found[(chain, seq)] = row[0]
+    return found
+
+
+def _copy_blocks(events) -> Iterator[bytes]:
+    """The events' COPY text (fastcheck.COPY_COLUMNS, NULL as ''), in physical order, in blocks of whole lines."""
+    table = AuditEvent._meta.db_table
+    where, params = _filters(events)
+    columns = ", ".join(fastcheck.COPY_COLUMNS)
+    with connections[events.db].cursor() as cursor:
+        # The text fastcheck parses: timestamps in UTC, ISO style.
+        cursor.execute("SET LOCAL TimeZone = 'UTC'")
+        cursor.execute("SET LOCAL DateStyle = 'ISO'")
+        statement = f"COPY (SELECT {columns} FROM {table}{where}) TO STDOUT (NULL '')"  # noqa: S608 - model's names
+        with cursor.cursor.copy(statement, params or None) as copy:
+            # COPY TO sends a message per row: gathered into blocks, joined once.
+            rows, size = [], 0
+            for data in copy:
+                rows.append(data)
+                size += len(data)
+                if size >= COPY_BLOCK:
+                    yield b"".join(rows)
+                    rows, size = [], 0
+            if rows:
+                yield b"".join(rows)
+
+
+def _checked_blocks(blocks: Iterator[bytes], keyring: dict, skipped: frozenset, workers: int) -> Iterator[tuple]:
+    """fastcheck.check_lines over each block, in worker processes when asked (at most PENDING_BLOCKS waiting)."""
+    if not workers:
+        for block in blocks:
+            yield fastcheck.check_lines(block, keyring, skipped)
+        return
+    # spawn, not fork: the workers import no Django and share no connection.
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        waiting: deque = deque()
+        for block in blocks:
+            waiting.append(pool.apply_async(fastcheck.check_lines, (block, keyring, skipped)))
+            if len(waiting) >= workers * PENDING_BLOCKS:
+                yield waiting.popleft().get()
+        while waiting:
+            yield waiting.popleft().get()
+
+
+def _flag_chains(events, *, heads, checkpoints, since) -> tuple[set[tuple], dict[tuple, tuple[int, str]]]:
+    """The chains the ordered walk must name problems in (structure, head, checkpoints), and each chain's last
+    (seq, hash)."""
+    flagged: set[tuple] = set()
+    last: dict[tuple, tuple[int, str]] = {}
+    first: dict[tuple, int] = {}
+    for chain, seq, hash_, bad, is_first, is_last in chain_structure(events, since=since is not None):
+        if bad:
+            flagged.add(chain)
+        if is_first:
+            first[chain] = seq
+        if is_last:
+            last[chain] = (seq, hash_)
+    # What ChainWalker.check_head and check_checkpoints would find: where they would, that chain is walked.
+    wanted = []
+    for chain, (seq, hash_) in last.items():
+        head = heads.get(chain)
+        if since is None and head is not None and head != (seq, hash_):
+            flagged.add(chain)
+        for checkpoint in checkpoints.get(chain, []):
+            if checkpoint.seq < (first[chain] if since is not None else 0):
+                continue
+            if checkpoint.seq > seq or (checkpoint.seq == seq and checkpoint.hash != hash_):
+                flagged.add(chain)
+            elif checkpoint.seq < seq:
+                wanted.append((chain, checkpoint))
+    found = _hashes_at(events, [(chain, checkpoint.seq) for chain, checkpoint in wanted])
+    flagged.update(chain for chain, checkpoint in wanted if found.get((chain, checkpoint.seq)) != checkpoint.hash)
+
+    return flagged, last
+
+
+def fast_walk(events, *, summary, ring, heads, checkpoints, since, emit, progress, walk_chain, workers) -> None:
+    """The whole (filtered) trail in two halves: the chains' structure in SQL, each event's mac and hash off a COPY
+    stream. The chains where the structure query finds something are then walked in seq order by `walk_chain`
+    (which names each problem and checks their events itself); every other event is checked on its own."""
+    flagged, last = _flag_chains(events, heads=heads, checkpoints=checkpoints, since=since)
+    # Every other chain's events, each on its own.
+    keyring = {key.id.encode(): key.key for key in ring.keys}
+    skipped = frozenset(((client or "").encode(), name.encode()) for client, name in flagged)
+    if workers is None:
+        estimate = sum(seq for seq, _ in last.values())
+        workers = (os.cpu_count() or 1) if estimate >= WORKERS_FROM else 0
+    recheck: list[int] = []
+    for checked, problems, to_recheck in _checked_blocks(_copy_blocks(events), keyring, skipped, workers):
+        before = summary.events
+        summary.events += checked
+        if summary.events // CHUNK_SIZE != before // CHUNK_SIZE:
+            progress(summary.events)
+        for kind, chain, event_id, seq, detail in problems:
+            emit(Problem(kind, chain.decode(errors="replace"), int(event_id), int(seq), detail))
+        recheck.extend(to_recheck)
+        if len(recheck) >= RECHECK_BATCH:
+            _recheck(events, recheck, emit)
+            recheck = []
+    _recheck(events, recheck, emit)
+    unflagged = set(last) - flagged
+    summary.chains += len(unflagged)
+    summary.checkpoints += sum(len(checkpoints.get(chain, [])) for chain in unflagged)
+
+    # The flagged chains in seq order, then the chains whose head or checkpoints name events none of which is left.
+    for chain in sorted(flagged, key=_chain_order):
+        rows = (
+            events.filter(client_id=chain[0], chain=chain[1])
+            if chain[0]
+            else events.filter(client_id__isnull=True, chain=chain[1])
+        )
+        walk_chain(chain, _counted(rows.order_by("seq"), summary, progress), None)
+    for chain in sorted((set(heads) | set(checkpoints)) - set(last), key=_chain_order):
+        walk_chain(chain, iter(()), None)
+
+
+def _counted(rows, summary: Summary, progress) -> Iterator[dict]:
+    for event in event_dicts(rows):
+        summary.events += 1
+        if summary.events % CHUNK_SIZE == 0:
+            progress(summary.events)
+        yield event
+
+
+def _recheck(events, ids: list[int], emit: Callable[[Problem], None]) -> None:
+    """Events whose mac verifies but whose hash fastcheck's encoding did not reproduce: hashed again as record()
+    hashed them; an edit only if that does not match either."""
+    if not ids:
+        return
+    for event in event_dicts(events.filter(id__in=ids).order_by("id")):
+        if event_hash(event["prev_hash"], hashed_fields(event)) != event["hash"]:
+            emit(Problem("edited", event["chain"], event["id"], event["seq"], "its fields no longer match its hash"))
 
 
 def verify_export(lines: Iterable[str], *, emit: Callable[[Problem], None]) -> Summary:

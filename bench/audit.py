@@ -66,6 +66,18 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=15, help="changelist requests per case and database (default 15)")
     parser.add_argument("--skip-verify", action="store_true", help="time only the changelist")
     parser.add_argument(
+        "--exact-verification",
+        action="store_true",
+        help="also time the ordered walk (verify_database(exact=True), the walk before the COPY one), side by side",
+    )
+    parser.add_argument("--workers", type=int, help="worker processes of the COPY walk (default: verify_audit's)")
+    parser.add_argument(
+        "--export-rows",
+        type=int,
+        default=0,
+        help="also time export_audit (JSON Lines and CSV) against COPY of the same rows: the newest N (a --since)",
+    )
+    parser.add_argument(
         "--baseline-verification",
         metavar="FILE",
         help="also time this other version of audit/verification.py, right after the current one",
@@ -218,7 +230,7 @@ def baseline_module(path: str):
     return module
 
 
-def verify(verification=None) -> tuple[float, int, dict, int, int]:
+def verify(verification=None, **options) -> tuple[float, int, dict, int, int]:
     """verify_database over the whole trail: (seconds, events, problems by kind, peak RSS before, after) in KiB."""
     if verification is None:
         from audit import verification  # noqa: PLC0415
@@ -230,9 +242,65 @@ def verify(verification=None) -> tuple[float, int, dict, int, int]:
 
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     began = time.perf_counter()
-    summary = verification.verify_database(emit=emit)
+    summary = verification.verify_database(emit=emit, **options)
     seconds = time.perf_counter() - began
     return seconds, summary.events, problems, rss_before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+class Sink:
+    """A stdout that counts what it is given and keeps nothing."""
+
+    def __init__(self):
+        self.chars = 0
+
+    def write(self, text: str) -> None:
+        self.chars += len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def export(args) -> list[tuple[str, int, float]]:
+    """(case, rows, seconds): COPY of the export's rows and columns in its order, then export_audit as JSON Lines and
+    as CSV, for the newest --export-rows events (a --since filter)."""
+    from django.core.management import call_command  # noqa: PLC0415
+    from django.db import connections  # noqa: PLC0415
+
+    from audit.models import AuditEvent  # noqa: PLC0415
+    from audit.selectors import EVENT_FIELDS  # noqa: PLC0415
+
+    since = AuditEvent.objects.order_by("-occurred_at").values_list("occurred_at", flat=True)[args.export_rows - 1]
+    results = []
+    columns = ", ".join(EVENT_FIELDS)
+    began = time.perf_counter()
+    rows = 0
+    with connections["console"].cursor() as cursor:
+        statement = (
+            f"COPY (SELECT {columns} FROM {AuditEvent._meta.db_table} WHERE occurred_at >= %s"
+            " ORDER BY client_id, chain, seq) TO STDOUT"
+        )
+        with cursor.cursor.copy(statement, [since]) as copy:
+            for _ in copy:
+                rows += 1
+    results.append(("COPY ... TO STDOUT (text)", rows, time.perf_counter() - began))
+    # The export as it was before COPY wrote it: Django's rows, one json.dumps per event (the command's loop).
+    from audit.selectors import export_queryset, exported_rows  # noqa: PLC0415
+
+    sink = Sink()
+    began = time.perf_counter()
+    exported = 0
+    for event in exported_rows(export_queryset(since=since)):
+        sink.write(json.dumps(event, sort_keys=True) + "\n")
+        exported += 1
+    results.append(("before: Python rows, json.dumps", exported, time.perf_counter() - began))
+    for export_format in ("jsonl", "csv"):
+        sink = Sink()
+        began = time.perf_counter()
+        call_command("export_audit", "--since", since.isoformat(), "--format", export_format, stdout=sink,
+                     stderr=Sink())  # fmt: skip
+        seconds = time.perf_counter() - began
+        results.append((f"export_audit --format {export_format}", rows, seconds))
+    return results
 
 
 def point_at(database: str) -> None:
@@ -254,14 +322,29 @@ def changelist_cases() -> dict[str, str]:
     # Page 1,000 with every event shown (sign-ins too), reached as the "older" links reach it: by its cursor.
     deep = AuditEvent.objects.order_by("-occurred_at", "-id").values_list("occurred_at", "id")[49_950]
     client = Client.objects.get(code="bench-00042")
+    # The search: part of the target labels of one client in about every 2.4 (bench-04242 of 10,000 clients,
+    # bench-00042 of 100): in a database loaded with as many events per client, as many matches.
+    term = f"bench-{int(Client.objects.count() * 0.4242):05d}"
     middle = AuditEvent.objects.order_by("-occurred_at").values_list("occurred_at", flat=True)[1000].date()
     return {
         "first page": "",
         "page 1,000": "?" + urlencode({"sign_ins": "shown", "older": f"{deep[0].isoformat()}|{deep[1]}"}),
         "filtered by client": "?" + urlencode({"client": str(client.pk)}),
         "filtered by date (one day)": "?" + urlencode({"occurred_from": middle, "occurred_to": middle}),
-        "searched (part of a label)": "?" + urlencode({"q": "bench-04242"}),
+        "searched (part of a label)": "?" + urlencode({"q": term}),
     }
+
+
+def matches() -> str:
+    """How many events the client filter and the search find in the current database (counted, outside timing)."""
+    from audit.models import AuditEvent  # noqa: PLC0415
+    from clients.models import Client  # noqa: PLC0415
+
+    term = f"bench-{int(Client.objects.count() * 0.4242):05d}"
+    client = Client.objects.get(code="bench-00042")
+    by_client = AuditEvent.objects.filter(client_id=client.pk).count()
+    searched = AuditEvent.objects.filter(target_label__icontains=term).count()
+    return f"client bench-00042: {by_client:,} events; search {term!r}: {searched:,} target labels"
 
 
 def changelist(args, databases: list[str]) -> dict[str, dict[str, tuple[float, float, int, int]]]:
@@ -287,6 +370,7 @@ def changelist(args, databases: list[str]) -> dict[str, dict[str, tuple[float, f
         browsers[database] = Client()
         browsers[database].force_login(user)
         cases[database] = changelist_cases()
+        say(f"{database}: {matches()}")
     results: dict[str, dict[str, tuple[float, int, int]]] = {}
     for case in cases[databases[0]]:
         samples: dict[str, list[float]] = {database: [] for database in databases}
@@ -341,10 +425,19 @@ def main() -> None:
         databases = [args.database, args.changelist_against]
         report_changelist(args, changelist(args, databases), databases)
         point_at(args.database)
+    if args.export_rows:
+        say("")
+        say(f"export of the newest {args.export_rows:,} events (--since), console role, output discarded")
+        copy_rate = None
+        for case, rows, seconds in export(args):
+            copy_rate = copy_rate or rows / seconds
+            say(f"{case:<32} {rows:>10,} rows {seconds:>7.1f} s {rows / seconds:>10,.0f} rows/s"
+                f"  {rows / seconds / copy_rate:>5.2f} of COPY")  # fmt: skip
     if args.skip_verify:
         return
     floor_rate = floor(args)
-    seconds, events, problems, rss_before, rss_after = verify()
+    options = {} if args.workers is None else {"workers": args.workers}
+    seconds, events, problems, rss_before, rss_after = verify(**options)
     rate = events / seconds
     say("")
     say(f"{version}; {args.clients:,} clients, {events:,} keyed audit events")
@@ -352,6 +445,14 @@ def main() -> None:
     say(f"verify_audit (whole trail, console role)   {rate:>12,.0f} events/s  ({seconds:.1f} s)")
     say(f"ratio verify / floor                       {rate / floor_rate:>12.3f}   (target ≥ 0.5)")
     say(f"problems found: {problems or 'none'}")
+    say(f"peak RSS before / after verify: {rss_before / 1024:.0f} MiB / {rss_after / 1024:.0f} MiB")
+    if args.exact_verification:
+        exact_seconds, exact_events, exact_problems, _, _ = verify(exact=True)
+        exact_rate = exact_events / exact_seconds
+        say(f"ordered walk (exact=True, as before)       {exact_rate:>12,.0f} events/s  ({exact_seconds:.1f} s)")
+        say(f"ratio ordered walk / floor                 {exact_rate / floor_rate:>12.3f}")
+        say(f"speed-up COPY walk / ordered walk          {rate / exact_rate:>12.2f}")
+        say(f"ordered walk problems found: {exact_problems or 'none'}")
     if args.baseline_verification:
         base_seconds, base_events, base_problems, _, _ = verify(baseline_module(args.baseline_verification))
         base_rate = base_events / base_seconds
@@ -360,7 +461,6 @@ def main() -> None:
         say(f"ratio baseline / floor                     {base_rate / floor_rate:>12.3f}")
         say(f"speed-up current / baseline                {rate / base_rate:>12.2f}")
         say(f"baseline problems found: {base_problems or 'none'}")
-    say(f"peak RSS before / after verify: {rss_before / 1024:.0f} MiB / {rss_after / 1024:.0f} MiB")
     if args.drop:
         drop_database(args.database)
 

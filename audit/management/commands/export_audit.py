@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-
 from audit.management.commands.verify_audit import parse_since
-from audit.selectors import EVENT_FIELDS
 from audit.services import export_events
 from clients.selectors import get_client
 from config.commands import FlowsCommand, Result, UsageError
-
-# Rows per write to stdout: large enough to keep writes few, small enough for constant memory.
-ROWS_PER_WRITE = 1000
 
 
 class Command(FlowsCommand):
@@ -35,22 +27,15 @@ class Command(FlowsCommand):
             raise UsageError("export_audit writes the export itself on stdout; --json does not apply")
         since = parse_since(options["since"]) if options["since"] else None
         client = get_client(options["client"]) if options["client"] else None
-        events = export_events(actor=self.actor, client=client, since=since, export_format=options["export_format"])
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=EVENT_FIELDS) if options["export_format"] == "csv" else None
-        if writer:
-            writer.writeheader()
-        exported = 0
-        for exported, event in enumerate(events, start=1):
-            if writer:
-                writer.writerow({**event, "changes": json.dumps(event["changes"], sort_keys=True)})
-            else:
-                buffer.write(json.dumps(event, sort_keys=True) + "\n")
-            if exported % ROWS_PER_WRITE == 0:
-                self.stdout.write(buffer.getvalue(), ending="")
-                buffer.seek(0)
-                buffer.truncate()
-                self.progress(exported, label="events exported")
-        self.stdout.write(buffer.getvalue(), ending="")
+        counted: list[int] = []
+        blocks = export_events(
+            actor=self.actor, client=client, since=since, export_format=options["export_format"], copied=counted.append
+        )
+        lines = 0
+        for block in blocks:
+            lines += block.count(b"\n")
+            self.stdout.write(block.decode(), ending="")
+            self.progress(lines, label="lines exported")
+        exported = counted[0]
         self.stderr.write(f"{exported} event(s) exported.")
         return Result({"exported": exported})
