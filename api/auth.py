@@ -58,27 +58,37 @@ class ApiPrincipal:
         return "api_key", str(self.key_id), self.prefix
 
 
-def authenticate(authorization: str, endpoint: str) -> ApiPrincipal | None:
-    """The principal of an `Authorization: Bearer flk_…` header value, or None for any bad key.
+def definer_call(authorization: str, endpoint: str) -> tuple[str, list] | None:
+    """The `api_authenticate` call for an `Authorization: Bearer flk_…` header value, or None when
+    the value is no well-formed key (then no call: the answer is the same 401 as for a bad key).
 
     A well-formed key always costs one call of the definer function, found or not: which of
     unknown, wrong secret, revoked, expired or inactive client it was is never told apart here.
-    A good key's request is counted there too, on `endpoint` (see `api.metering`).
+    A good key's request is counted there too, on `endpoint` (see `api.metering`). The caller runs
+    it with `tenant_context.from_definer`, which enters the tenant context of the key's client.
     """
     scheme, _, credentials = (authorization or "").partition(" ")
     parsed = apikeys.parse(credentials.strip()) if scheme.lower() == "bearer" else None
     if parsed is None:
         return None
     prefix, secret = parsed
-    row = call_definer_function(
-        _AUTHENTICATE_SQL,
-        [prefix, apikeys.hash_secret(secret), settings.FLOWS_API_RATE_LIMIT_PER_MINUTE, endpoint],
-    )
+    return _AUTHENTICATE_SQL, [prefix, apikeys.hash_secret(secret), settings.FLOWS_API_RATE_LIMIT_PER_MINUTE, endpoint]
+
+
+def principal(row: tuple | None) -> ApiPrincipal | None:
+    """The principal of the definer function's answer (None: no usable key)."""
     if row is None:
         return None
     client_id, application_id, scopes, key_id, key_prefix, limit, used, reset, day = row
     rate = RateState(limit, used, reset)
     return ApiPrincipal(client_id, application_id, frozenset(scopes), key_id, key_prefix, rate, day)
+
+
+def authenticate(authorization: str, endpoint: str) -> ApiPrincipal | None:
+    """The principal of a header value, the definer function called on its own (outside any tenant
+    transaction); the API itself calls it through `tenant_context.from_definer` (`api.api`)."""
+    call = definer_call(authorization, endpoint)
+    return None if call is None else principal(call_definer_function(*call))
 
 
 class InsufficientScope(Forbidden):
@@ -88,7 +98,7 @@ class InsufficientScope(Forbidden):
 class ApiKeyAuth(HttpAuthBase):
     """The bearer scheme of one scope, for ninja and the OpenAPI document.
 
-    The key itself was checked once, before the tenant transaction opened (`api.tenant_run`);
+    The key itself was checked once, before the tenant transaction opened (`api.api._tenant_run`);
     this reads the result and checks the scope, before the request body is even validated.
     """
 
