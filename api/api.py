@@ -102,7 +102,7 @@ def _tenant_run(run):
             request.api_principal = None
             return run(request, **kwargs)  # the operation's auth answers 401
         failed = False
-        # One pipelined round trip runs the definer call in its own transaction and opens the tenant
+        # One round trip runs the definer call in its own transaction and opens the tenant
         # transaction of the key's client (clients.tenancy: tenant_context.from_definer).
         with tenant_context.from_definer(*call) as row:
             principal = request.api_principal = authenticated(row)

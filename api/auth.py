@@ -1,4 +1,5 @@
-"""API key authentication, rate limit and usage count: one call of the `api_authenticate` definer function."""
+"""API key authentication, rate limit and usage count: one call of the `api_authenticate` definer function,
+run by `clients.tenancy.tenant_context.from_definer` (see `api.api`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from django.conf import settings
 from ninja.security.http import HttpAuthBase
 
 from clients import apikeys
-from clients.tenancy import call_definer_function
 from config.errors import Forbidden
 
 _AUTHENTICATE_SQL = "SELECT * FROM api_authenticate(%s, %s, %s, %s)"
@@ -82,13 +82,6 @@ def principal(row: tuple | None) -> ApiPrincipal | None:
     client_id, application_id, scopes, key_id, key_prefix, limit, used, reset, day = row
     rate = RateState(limit, used, reset)
     return ApiPrincipal(client_id, application_id, frozenset(scopes), key_id, key_prefix, rate, day)
-
-
-def authenticate(authorization: str, endpoint: str) -> ApiPrincipal | None:
-    """The principal of a header value, the definer function called on its own (outside any tenant
-    transaction); the API itself calls it through `tenant_context.from_definer` (`api.api`)."""
-    call = definer_call(authorization, endpoint)
-    return None if call is None else principal(call_definer_function(*call))
 
 
 class InsufficientScope(Forbidden):

@@ -32,7 +32,6 @@ authentication + rate limit and metering add.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import http.client
 import json
 import os
@@ -161,12 +160,11 @@ def request_for(name: str, bare: bool, entry: dict) -> tuple[str, str, bytes | N
 
 
 class RoundTrips:
-    """Counts what this process sends to PostgreSQL: every cursor statement (timed) and every transaction
-    command; what is sent in one pipeline (`tenant_context.from_definer`) is one round trip."""
+    """Counts what this process sends to PostgreSQL: every cursor statement (timed) and every transaction command.
+    One cursor statement is one round trip, also when it holds several (`tenant_context.from_definer`)."""
 
     def __init__(self):
         self.sent: list[tuple[str, float]] | None = None
-        self.pipelined = threading.local()
 
     def install(self) -> None:
         import psycopg  # noqa: PLC0415
@@ -174,18 +172,6 @@ class RoundTrips:
 
         counter = self
         execute, exec_command = psycopg.Cursor.execute, BaseConnection._exec_command
-        pipeline = psycopg.Connection.pipeline
-
-        @contextlib.contextmanager
-        def counted_pipeline(connection):
-            counter.pipelined.batch = []
-            began = time.perf_counter_ns()
-            try:
-                with pipeline(connection) as opened:
-                    yield opened
-            finally:
-                batch, counter.pipelined.batch = counter.pipelined.batch, None
-                counter.note(" ; ".join(batch), time.perf_counter_ns() - began)
 
         def counted_execute(cursor, query, *args, **kwargs):
             began = time.perf_counter_ns()
@@ -200,7 +186,6 @@ class RoundTrips:
 
         psycopg.Cursor.execute = counted_execute
         BaseConnection._exec_command = counted_command
-        psycopg.Connection.pipeline = counted_pipeline
 
     def note(self, statement, nanoseconds: float) -> None:
         if self.sent is not None:
@@ -208,12 +193,7 @@ class RoundTrips:
                 statement = statement.decode()
             elif not isinstance(statement, str):
                 statement = repr(statement)  # a psycopg.sql.Composed
-            statement = " ".join(statement.split())
-            batch = getattr(self.pipelined, "batch", None)
-            if batch is not None:
-                batch.append(statement)  # sent with the pipeline's other statements, timed as a whole
-            else:
-                self.sent.append((statement, nanoseconds))
+            self.sent.append((" ".join(statement.split()), nanoseconds))
 
     def of(self, run) -> list[tuple[str, float]]:
         self.sent = []

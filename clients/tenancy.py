@@ -20,7 +20,7 @@ The rules (DESIGN §4), all enforced here and nowhere else:
   `tenant_context.from_definer(sql, params)` is the same context, entered for the client the
   function's first column names. The function runs and commits in its own transaction, before
   the tenant transaction opens: `BEGIN`, the call, `COMMIT`, `BEGIN` go to the server as one
-  pipelined round trip, then `set_config` is the tenant transaction's first statement as always.
+  message (one round trip), then `set_config` is the tenant transaction's first statement as always.
 
 The explicit escape hatch for cross-tenant (staff) work is the `console` alias: outside a tenant
 context the router sends everything there; inside one, `.using(settings.CONSOLE_DB_ALIAS)` says so.
@@ -227,17 +227,24 @@ class _DefinerTenantContext(tenant_context):
 
 
 def _definer_then_begin(connection, sql: str, params: list) -> tuple | None:
-    """One round trip, pipelined: `BEGIN` (the driver's, atomic() having turned autocommit off), the
-    definer call, `COMMIT` (its writes and row locks end here), `BEGIN` (the tenant transaction,
-    which atomic() goes on to commit or roll back). Sent straight to the driver, past the guard,
-    like `call_definer_function`. Returns the function's first row."""
+    """One round trip, one simple-protocol message: `BEGIN`, the definer call, `COMMIT` (its writes
+    and row locks end here), `BEGIN` (the tenant transaction, which atomic() goes on to commit or
+    roll back). Sent straight to the driver, past the guard, like `call_definer_function`, with the
+    parameters bound client-side (Django's cursor class, psycopg's ClientCursor: the simple protocol
+    takes several statements in one message). Returns the function's first row.
+
+    The driver is put in autocommit for the message so that it adds no `BEGIN` of its own, and
+    left so: the message leaves the tenant transaction open, and the driver's commit() and
+    rollback() — what atomic() calls at the end — end an open transaction in either mode; atomic()
+    then restores autocommit as always.
+    """
     driver = connection.connection
     with connection.wrap_database_errors:
-        with driver.pipeline():
-            cursor = driver.execute(sql, params)
-            driver.execute("COMMIT")
-            driver.execute("BEGIN")
-        return cursor.fetchone()
+        driver.autocommit = True  # atomic() has just turned it off; no transaction is open yet
+        with driver.cursor() as cursor:
+            cursor.execute(f"BEGIN; {sql}; COMMIT; BEGIN", params)
+            cursor.nextset()  # past BEGIN's answer, to the call's
+            return cursor.fetchone()
 
 
 def _set_tenant(connection, client_id: uuid.UUID) -> None:
