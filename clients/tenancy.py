@@ -238,6 +238,8 @@ def _definer_then_begin(connection, sql: str, params: list) -> tuple | None:
     rollback() — what atomic() calls at the end — end an open transaction in either mode; atomic()
     then restores autocommit as always.
     """
+    if ";" in sql:
+        raise TenancyError("from_definer() takes one statement, the definer call.")
     driver = connection.connection
     with connection.wrap_database_errors:
         driver.autocommit = True  # atomic() has just turned it off; no transaction is open yet

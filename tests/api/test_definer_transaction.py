@@ -90,3 +90,12 @@ def test_from_definer_refuses_to_run_inside_a_tenant_context(world):
     call = tenant_context.from_definer("SELECT * FROM api_authenticate(%s, %s, 10, 'x')", ["a", "b"])
     with tenant_context(world[0]), pytest.raises(TenancyError, match="before entering a tenant context"), call:
         pass  # pragma: no cover
+
+
+@committed
+def test_from_definer_takes_one_statement_only(world):
+    smuggled = "SELECT * FROM api_authenticate(%s, %s, 10, 'x'); SELECT 1"
+    with pytest.raises(TenancyError, match="one statement"), tenant_context.from_definer(smuggled, ["a", "b"]):
+        pass  # pragma: no cover
+    connection = connections[settings.TENANT_DB_ALIAS]
+    assert current_client_id() is None and not connection.in_atomic_block and connection.get_autocommit()
