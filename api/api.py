@@ -15,7 +15,8 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.parser import Parser
 
 from api import problems
-from api.auth import ApiPrincipal, authenticate
+from api.auth import ApiPrincipal, definer_call
+from api.auth import principal as authenticated
 from api.endpoints import router
 from api.metering import reclassify
 from clients.tenancy import tenant_context
@@ -96,12 +97,17 @@ def _tenant_run(run):
 
     @functools.wraps(run)
     def wrapper(request, **kwargs):
-        principal = authenticate(request.headers.get("Authorization", ""), endpoint)
-        request.api_principal = principal
-        if principal is None:
+        call = definer_call(request.headers.get("Authorization", ""), endpoint)
+        if call is None:
+            request.api_principal = None
             return run(request, **kwargs)  # the operation's auth answers 401
         failed = False
-        with tenant_context(principal.client_id):
+        # One round trip runs the definer call in its own transaction and opens the tenant
+        # transaction of the key's client (clients.tenancy: tenant_context.from_definer).
+        with tenant_context.from_definer(*call) as row:
+            principal = request.api_principal = authenticated(row)
+            if principal is None:
+                return run(request, **kwargs)  # no tenant: the operation's auth answers 401
             response = _rate_limited(principal) if principal.rate.exceeded else run(request, **kwargs)
             failed = response.status_code >= 500
             if failed:

@@ -1,4 +1,5 @@
-"""API key authentication, rate limit and usage count: one call of the `api_authenticate` definer function."""
+"""API key authentication, rate limit and usage count: one call of the `api_authenticate` definer function,
+run by `clients.tenancy.tenant_context.from_definer` (see `api.api`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from django.conf import settings
 from ninja.security.http import HttpAuthBase
 
 from clients import apikeys
-from clients.tenancy import call_definer_function
 from config.errors import Forbidden
 
 _AUTHENTICATE_SQL = "SELECT * FROM api_authenticate(%s, %s, %s, %s)"
@@ -58,22 +58,25 @@ class ApiPrincipal:
         return "api_key", str(self.key_id), self.prefix
 
 
-def authenticate(authorization: str, endpoint: str) -> ApiPrincipal | None:
-    """The principal of an `Authorization: Bearer flk_…` header value, or None for any bad key.
+def definer_call(authorization: str, endpoint: str) -> tuple[str, list] | None:
+    """The `api_authenticate` call for an `Authorization: Bearer flk_…` header value, or None when
+    the value is no well-formed key (then no call: the answer is the same 401 as for a bad key).
 
     A well-formed key always costs one call of the definer function, found or not: which of
     unknown, wrong secret, revoked, expired or inactive client it was is never told apart here.
-    A good key's request is counted there too, on `endpoint` (see `api.metering`).
+    A good key's request is counted there too, on `endpoint` (see `api.metering`). The caller runs
+    it with `tenant_context.from_definer`, which enters the tenant context of the key's client.
     """
     scheme, _, credentials = (authorization or "").partition(" ")
     parsed = apikeys.parse(credentials.strip()) if scheme.lower() == "bearer" else None
     if parsed is None:
         return None
     prefix, secret = parsed
-    row = call_definer_function(
-        _AUTHENTICATE_SQL,
-        [prefix, apikeys.hash_secret(secret), settings.FLOWS_API_RATE_LIMIT_PER_MINUTE, endpoint],
-    )
+    return _AUTHENTICATE_SQL, [prefix, apikeys.hash_secret(secret), settings.FLOWS_API_RATE_LIMIT_PER_MINUTE, endpoint]
+
+
+def principal(row: tuple | None) -> ApiPrincipal | None:
+    """The principal of the definer function's answer (None: no usable key)."""
     if row is None:
         return None
     client_id, application_id, scopes, key_id, key_prefix, limit, used, reset, day = row
@@ -88,7 +91,7 @@ class InsufficientScope(Forbidden):
 class ApiKeyAuth(HttpAuthBase):
     """The bearer scheme of one scope, for ninja and the OpenAPI document.
 
-    The key itself was checked once, before the tenant transaction opened (`api.tenant_run`);
+    The key itself was checked once, before the tenant transaction opened (`api.api._tenant_run`);
     this reads the result and checks the scope, before the request body is even validated.
     """
 

@@ -160,7 +160,8 @@ def request_for(name: str, bare: bool, entry: dict) -> tuple[str, str, bytes | N
 
 
 class RoundTrips:
-    """Counts what this process sends to PostgreSQL: every cursor statement (timed) and every transaction command."""
+    """Counts what this process sends to PostgreSQL: every cursor statement (timed) and every transaction command.
+    One cursor statement is one round trip, also when it holds several (`tenant_context.from_definer`)."""
 
     def __init__(self):
         self.sent: list[tuple[str, float]] | None = None
@@ -412,9 +413,9 @@ def report(args, results: dict, trips: dict) -> None:
             f"({api['milliseconds'][auth] + api['milliseconds']['metering']:.2f} ms of "
             f"{api_ms:.2f} ms in statements; bare {bare_ms:.2f} ms)"
         )
-    say("One API request, POST /invitations/validate, in order:")
+    say("One API request, POST /invitations/validate, in order (one line per round trip):")
     for statement in trips["validate"]["API"]["example"]:
-        say(f"  [{category(statement)}] {statement[:110]}")
+        say(f"  [{category(statement)}] {statement[:150]}")
 
 
 def main() -> None:

@@ -16,6 +16,11 @@ The rules (DESIGN §4), all enforced here and nowhere else:
   restore the previous tenant.
 * Any IntegrityError raised inside a tenant context becomes one generic error, so a constraint
   that sees other clients' rows cannot reveal them.
+* The tenant API learns its client from a SECURITY DEFINER function (`api_authenticate`):
+  `tenant_context.from_definer(sql, params)` is the same context, entered for the client the
+  function's first column names. The function runs and commits in its own transaction, before
+  the tenant transaction opens: `BEGIN`, the call, `COMMIT`, `BEGIN` go to the server as one
+  message (one round trip), then `set_config` is the tenant transaction's first statement as always.
 
 The explicit escape hatch for cross-tenant (staff) work is the `console` alias: outside a tenant
 context the router sends everything there; inside one, `.using(settings.CONSOLE_DB_ALIAS)` says so.
@@ -156,6 +161,92 @@ class tenant_context:
 
     def __exit__(self, *exc_info) -> bool:
         return self._stack.__exit__(*exc_info)
+
+    @classmethod
+    def from_definer(cls, sql: str, params: list) -> _DefinerTenantContext:
+        """`with tenant_context.from_definer(sql, params) as row:` — call a definer function of
+        `dbroles.APP_FUNCTIONS` and run the block as the client its first column names.
+
+        `row` is the function's first row; None (no row: an unknown, wrong or unusable key) runs the
+        block with no tenant at all, so any query in it fails loud. The function's writes are
+        committed before the tenant transaction begins (its row locks are not held through the
+        block); on a connection already in a transaction (a test case's) it runs in that one.
+        """
+        return _DefinerTenantContext(sql, params)
+
+
+class _DefinerTenantContext(tenant_context):
+    """`tenant_context.from_definer`: the client is known only once the function answered."""
+
+    def __init__(self, sql: str, params: list):
+        self.sql, self.params = sql, params
+        self.client_id = None
+        self._stack = contextlib.ExitStack()
+        self._tenant = contextlib.ExitStack()
+
+    def __enter__(self) -> tuple | None:
+        alias = settings.TENANT_DB_ALIAS
+        if current_client_id() is not None:
+            raise TenancyError("Call the definer function before entering a tenant context, not inside one.")
+        connection = connections[alias]
+        if _transaction_open(connection):
+            raise TenancyError("tenant_context() must open the transaction on the tenant alias; one is already open.")
+        frame = _block_frame()
+        try:
+            self._stack.enter_context(_uniform_integrity_errors())
+            if connection.in_atomic_block:
+                # A test case's transaction: the call runs inside it (it cannot be committed apart).
+                row = call_definer_function(self.sql, self.params)
+                if row is not None:
+                    self._stack.enter_context(transaction.atomic(using=alias))
+            else:
+                self._stack.enter_context(transaction.atomic(using=alias))
+                row = _definer_then_begin(connection, self.sql, self.params)
+                if row is None:
+                    # Nothing ran in the tenant transaction: end it, and run the block with no tenant.
+                    transaction.set_rollback(True, using=alias)
+            if row is None:
+                self._stack.close()
+                return None
+            self.client_id = _client_id(row[0])
+            self._tenant.callback(_active.reset, _active.set((self.client_id, frame)))
+            connection.flows_client_id = self.client_id
+            self._stack.callback(setattr, connection, "flows_client_id", None)
+            _set_tenant(connection, self.client_id)
+        except BaseException:
+            self.__exit__(*sys.exc_info())
+            raise
+        return row
+
+    def __exit__(self, *exc_info) -> bool:
+        # The tenant stays active until the transaction has ended, as in tenant_context.
+        try:
+            return self._stack.__exit__(*exc_info)
+        finally:
+            self._tenant.close()
+
+
+def _definer_then_begin(connection, sql: str, params: list) -> tuple | None:
+    """One round trip, one simple-protocol message: `BEGIN`, the definer call, `COMMIT` (its writes
+    and row locks end here), `BEGIN` (the tenant transaction, which atomic() goes on to commit or
+    roll back). Sent straight to the driver, past the guard, like `call_definer_function`, with the
+    parameters bound client-side (Django's cursor class, psycopg's ClientCursor: the simple protocol
+    takes several statements in one message). Returns the function's first row.
+
+    The driver is put in autocommit for the message so that it adds no `BEGIN` of its own, and
+    left so: the message leaves the tenant transaction open, and the driver's commit() and
+    rollback() — what atomic() calls at the end — end an open transaction in either mode; atomic()
+    then restores autocommit as always.
+    """
+    if ";" in sql:
+        raise TenancyError("from_definer() takes one statement, the definer call.")
+    driver = connection.connection
+    with connection.wrap_database_errors:
+        driver.autocommit = True  # atomic() has just turned it off; no transaction is open yet
+        with driver.cursor() as cursor:
+            cursor.execute(f"BEGIN; {sql}; COMMIT; BEGIN", params)
+            cursor.nextset()  # past BEGIN's answer, to the call's
+            return cursor.fetchone()
 
 
 def _set_tenant(connection, client_id: uuid.UUID) -> None:
