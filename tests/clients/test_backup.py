@@ -706,6 +706,15 @@ def _nul_character(documents):
     return "legal_name holds a NUL character"
 
 
+def _nul_nested_deeper_than_recursion(documents):
+    # json.loads takes 400 levels; a recursive walk of them (2-3 frames a level) would not.
+    nested = "Acme\x00Ltd"
+    for _ in range(400):
+        nested = {"a": nested}
+    _row(documents, "invitations.Invitation")["restrictions"] = nested
+    return "restrictions holds a NUL character"
+
+
 def _too_long(documents):
     _row(documents, "clients.Client")["legal_name"] = "A" * 201
     return "legal_name is longer than the column's 200 characters"
@@ -774,9 +783,10 @@ def _invitation_of_an_unknown_application(documents):
     "forge",
     [
         _drop_column, _extra_column, _wrong_type, _a_boolean_for_a_number, _array_of_numbers, _out_of_range, _not_null,
-        _not_a_uuid, _not_a_time, _not_base64, _nul_character, _too_long, _unknown_table, _table_not_a_name,
-        _row_not_an_object, _header_without_a_table, _header_without_a_column, _header_without_keys, _two_client_rows,
-        _no_client_row, _trailer_not_counts, _live_key_without_key, _invitation_of_an_unknown_application,
+        _not_a_uuid, _not_a_time, _not_base64, _nul_character, _nul_nested_deeper_than_recursion, _too_long,
+        _unknown_table, _table_not_a_name, _row_not_an_object, _header_without_a_table, _header_without_a_column,
+        _header_without_keys, _two_client_rows, _no_client_row, _trailer_not_counts, _live_key_without_key,
+        _invitation_of_an_unknown_application,
     ],
 )  # fmt: skip
 def test_a_malformed_file_with_a_correct_checksum_gets_a_clear_error_and_changes_nothing(
