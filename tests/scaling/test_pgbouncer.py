@@ -15,7 +15,9 @@ import psycopg
 import pytest
 from django.conf import settings
 from django.db import connections
+from django.test import Client as HttpClient
 
+from api.models import Usage
 from clients import services
 from clients.models import Application, Client
 from clients.tenancy import tenant_context
@@ -209,3 +211,61 @@ def test_the_tenant_guard_still_fails_loud_through_pgbouncer(two_clients, throug
         thread.start()
         thread.join()
     assert len(failures) == 1
+
+
+def test_the_api_through_pgbouncer_answers_each_key_for_its_own_client_and_counts_exactly(
+    make_client, through_pgbouncer
+):
+    """The API's definer call goes as one message with the tenant transaction's BEGIN (`BEGIN; SELECT * FROM
+    api_authenticate(…); COMMIT; BEGIN`, clients/tenancy.py): through pgbouncer in transaction mode the server
+    connection must stay with the request until the tenant transaction ends. THREADS threads alternate the keys of
+    four clients over POOL_SIZE server connections, with a refused key every fifth request: every answer names its
+    key's client, a refused key leaves nothing behind for the next request, and the usage counters are exact."""
+    clients = [make_client(f"bouncer-api-{n}") for n in range(4)]
+    keys = {}
+    for client in clients:
+        services.configure_application(actor=None, client=client, app_code="onboarding")
+        _, keys[client.pk] = services.create_api_key(
+            actor=None, client=client, name="bouncer", scopes=["configuration:read"], rate_limit=10_000
+        )
+    bad_key = keys[clients[0].pk][:-4] + "AAAA"
+    answered: dict[uuid.UUID, int] = defaultdict(int)
+    wrong: list[str] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(THREADS)
+
+    def worker(offset: int) -> None:
+        http = HttpClient()
+        try:
+            barrier.wait()
+            for round_ in range(ROUNDS):
+                client = clients[(offset + round_) % len(clients)]
+                if round_ % 5 == 4:
+                    refused = http.get("/api/v1/client", HTTP_AUTHORIZATION=f"Bearer {bad_key}")
+                    if refused.status_code != 401:
+                        wrong.append(f"a bad key got {refused.status_code}")
+                    continue
+                response = http.get("/api/v1/client", HTTP_AUTHORIZATION=f"Bearer {keys[client.pk]}")
+                code = response.json().get("code") if response.status_code == 200 else response.status_code
+                if code != client.code:
+                    wrong.append(f"{client.code}'s key got {code}")
+                with lock:
+                    answered[client.pk] += 1
+        except BaseException as error:
+            errors.append(error)
+        finally:
+            for alias in ("tenant", "console"):
+                connections[alias].close()
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    assert not wrong, wrong[:5]
+    assert sum(answered.values()) == THREADS * ROUNDS * 4 // 5
+    for client in clients:
+        counted = sum(Usage.objects.filter(client_id=client.pk, status_class="2xx").values_list("count", flat=True))
+        assert counted == answered[client.pk], client.code
