@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from django.contrib import admin, messages
+from django.contrib.admin.templatetags.admin_urls import admin_urlname
 from django.contrib.admin.utils import model_ngettext
 from django.core.exceptions import ValidationError
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
+from django.urls import reverse
 
 from config.errors import FlowsError
 from staff.elevation import elevated_until, require_elevation
@@ -93,6 +95,7 @@ def confirmed_action(
             "error": error,
             "warning": warning,
             "elevated_until": elevated_until(request) if elevated else None,
+            "back_url": reverse(admin_urlname(modeladmin.opts, "changelist")),
         }
         return TemplateResponse(request, "admin/confirm_action.html", context)
 

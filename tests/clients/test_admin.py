@@ -146,6 +146,10 @@ def test_deactivate_asks_for_confirmation_then_applies(client, staff, make_clien
     assert confirm.status_code == 200
     page = confirm.content.decode()
     assert "Deactivate 2 clients?" in page and "acme" in page and "globex" in page
+    assert f'<a href="{url}" class="button cancel-link">No, take me back</a>' in page  # back to the list
+    one = client.get(reverse("admin:clients_client_deactivate", args=[acme.pk])).content.decode()
+    change = reverse("admin:clients_client_change", args=[acme.pk])
+    assert f'<a href="{change}" class="button cancel-link">No, take me back</a>' in one  # back to the client
     assert Client.objects.filter(status="deactivated").count() == 0  # nothing happens before confirming
 
     done = client.post(url, {**form, "confirmed": "yes", "reason": "contract ended"}, follow=True)
