@@ -12,7 +12,12 @@ FLOWS_AUDIT_KEYS) with COPY and the triggers off, then times:
   floor         a bare Python loop of hashlib.sha256 over the events' canonical JSON, already
                 in memory (a sample, scaled): no database, no JSON encoding, no HMAC;
   verify_audit  verification.verify_database() over every chain, as the console role, through
-                the server-side cursor, with the peak resident memory before and after.
+                the server-side cursor, with the peak resident memory before and after;
+  ceilings      each part of verify_audit alone, as the fastest it could go with the rest free:
+                the floor's rows hashed and their hash HMAC'd with the audit key (in memory, what
+                checking a keyed event cannot skip); the trail read by verify_audit's own COPY,
+                nothing checked; and verify_audit's per-event check (fastcheck.check_lines) in one
+                process over COPY blocks already read.
 
 With `--changelist-against DATABASE` (a second benchmark database, loaded before with fewer events),
 it also times the audit changelist in both, request by request, through Django's test client as a
@@ -26,7 +31,9 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import hmac
 import json
+import os
 import random
 import resource
 import statistics
@@ -44,6 +51,7 @@ ACTIONS = [
     "client.updated", "application.updated", "secret.used", "secret.revealed", "invitation.issued", "staff.login",
 ]  # fmt: skip
 FLOOR_SAMPLE = 200_000
+CHECK_SAMPLE_BLOCKS = 100  # about 100 MiB of COPY text: ~250,000 events
 
 
 def parse_args() -> argparse.Namespace:
@@ -194,28 +202,78 @@ def load(args) -> None:
             cursor.execute(f"VACUUM ANALYZE {table}")
 
 
-def floor(args) -> float:
-    """Events per second of hashlib.sha256 alone over canonical rows like the loaded ones (a sample, in memory)."""
+def canonical_sample(args) -> list[bytes]:
+    """What the floor hashes: the previous hash and the canonical JSON of events like the loaded ones, as bytes."""
     from audit.services import GENESIS_HASH, hashed_fields  # noqa: PLC0415
 
     rng = random.Random(args.seed)
     now = datetime.now(UTC)
     client_id = uuid.uuid4()
-    rows = [
-        f"{GENESIS_HASH}\n"
-        + json.dumps(
-            hashed_fields({**event_values(n, rng, client_id, "bench", now), "key_id": "k", "seq": n}),
-            sort_keys=True,
-            separators=(",", ":"),
-            default=str,
-        )
+    return [
+        (
+            f"{GENESIS_HASH}\n"
+            + json.dumps(
+                hashed_fields({**event_values(n, rng, client_id, "bench", now), "key_id": "k", "seq": n}),
+                sort_keys=True,
+                separators=(",", ":"),
+                default=str,
+            )
+        ).encode()
         for n in range(min(FLOOR_SAMPLE, args.events))
     ]
-    encoded = [row.encode() for row in rows]
+
+
+def floor(encoded: list[bytes]) -> float:
+    """Events per second of hashlib.sha256 alone over canonical rows like the loaded ones (a sample, in memory)."""
     began = time.perf_counter()
     for row in encoded:
         hashlib.sha256(row).hexdigest()
     return len(encoded) / (time.perf_counter() - began)
+
+
+def crypto_ceiling(encoded: list[bytes]) -> float:
+    """Events per second of what a keyed event's check cannot do without, over the floor's rows in memory: its
+    SHA-256 (the floor) and the HMAC-SHA256 of that hash with the audit key, compared as fastcheck compares them."""
+    key = hashlib.sha256(b"bench audit key").digest()
+    digest = hmac.digest
+    began = time.perf_counter()
+    for row in encoded:
+        hash_ = hashlib.sha256(row).hexdigest().encode()
+        digest(key, hash_, "sha256").hex().encode() == hash_  # noqa: B015 - the comparison is the cost measured
+    return len(encoded) / (time.perf_counter() - began)
+
+
+def read_ceiling() -> tuple[float, list[bytes]]:
+    """Events per second of reading the whole trail the way verify_audit reads it (its COPY, as the console role,
+    in one read-only snapshot), checking nothing; and the first blocks read, for check_ceiling."""
+    from django.db import transaction  # noqa: PLC0415
+
+    from audit import verification  # noqa: PLC0415
+    from audit.models import AuditEvent  # noqa: PLC0415
+
+    events = AuditEvent.objects.all()
+    rows, sample = 0, []
+    with transaction.atomic(using=events.db):
+        began = time.perf_counter()
+        for block in verification._copy_blocks(events):  # the read verify_audit does, alone
+            rows += block.count(b"\n")
+            if len(sample) < CHECK_SAMPLE_BLOCKS:
+                sample.append(block)
+        seconds = time.perf_counter() - began
+    return rows / seconds, sample
+
+
+def check_ceiling(blocks: list[bytes]) -> float:
+    """Events per second of fastcheck.check_lines (mac, canonical JSON, hash) in this one process, over COPY blocks
+    already read: verify_audit's checking without its reading."""
+    from audit import fastcheck, keys  # noqa: PLC0415
+
+    keyring = {key.id.encode(): key.key for key in keys.chain_keys().keys}
+    checked = 0
+    began = time.perf_counter()
+    for block in blocks:
+        checked += fastcheck.check_lines(block, keyring, frozenset())[0]
+    return checked / (time.perf_counter() - began)
 
 
 def baseline_module(path: str):
@@ -412,6 +470,46 @@ def report_changelist(args, results, databases: list[str]) -> None:
         )
 
 
+def report_verification(args, version: str) -> None:
+    """verify_audit over the whole trail against the floor, the ceilings of its parts, and the optional comparisons."""
+    encoded = canonical_sample(args)
+    floor_rate = floor(encoded)
+    crypto_rate = crypto_ceiling(encoded)
+    del encoded
+    read_rate, blocks = read_ceiling()
+    check_rate = check_ceiling(blocks)
+    del blocks
+    options = {} if args.workers is None else {"workers": args.workers}
+    seconds, events, problems, rss_before, rss_after = verify(**options)
+    rate = events / seconds
+    say("")
+    say(f"{version}; {args.clients:,} clients, {events:,} keyed audit events; {os.cpu_count()} CPUs")
+    say(f"floor: sha256 alone over canonical rows    {floor_rate:>12,.0f} events/s")
+    say(f"verify_audit (whole trail, console role)   {rate:>12,.0f} events/s  ({seconds:.1f} s)")
+    say(f"ratio verify / floor                       {rate / floor_rate:>12.3f}   (target ≥ 0.5)")
+    say("ceilings, each part of verify_audit alone (ratio to the floor):")
+    say(f"  sha256 + HMAC of it, rows in memory      {crypto_rate:>12,.0f} events/s  {crypto_rate / floor_rate:>6.3f}")
+    say(f"  reading: its COPY, nothing checked       {read_rate:>12,.0f} events/s  {read_rate / floor_rate:>6.3f}")
+    say(f"  checking: check_lines, one process       {check_rate:>12,.0f} events/s  {check_rate / floor_rate:>6.3f}")
+    say(f"problems found: {problems or 'none'}")
+    say(f"peak RSS before / after verify: {rss_before / 1024:.0f} MiB / {rss_after / 1024:.0f} MiB")
+    if args.exact_verification:
+        exact_seconds, exact_events, exact_problems, _, _ = verify(exact=True)
+        exact_rate = exact_events / exact_seconds
+        say(f"ordered walk (exact=True, as before)       {exact_rate:>12,.0f} events/s  ({exact_seconds:.1f} s)")
+        say(f"ratio ordered walk / floor                 {exact_rate / floor_rate:>12.3f}")
+        say(f"speed-up COPY walk / ordered walk          {rate / exact_rate:>12.2f}")
+        say(f"ordered walk problems found: {exact_problems or 'none'}")
+    if args.baseline_verification:
+        base_seconds, base_events, base_problems, _, _ = verify(baseline_module(args.baseline_verification))
+        base_rate = base_events / base_seconds
+        name = Path(args.baseline_verification).name
+        say(f"baseline {name:<33} {base_rate:>12,.0f} events/s  ({base_seconds:.1f} s)")
+        say(f"ratio baseline / floor                     {base_rate / floor_rate:>12.3f}")
+        say(f"speed-up current / baseline                {rate / base_rate:>12.2f}")
+        say(f"baseline problems found: {base_problems or 'none'}")
+
+
 def main() -> None:
     args = parse_args()
     setup_django(args.database)
@@ -435,32 +533,7 @@ def main() -> None:
                 f"  {rows / seconds / copy_rate:>5.2f} of COPY")  # fmt: skip
     if args.skip_verify:
         return
-    floor_rate = floor(args)
-    options = {} if args.workers is None else {"workers": args.workers}
-    seconds, events, problems, rss_before, rss_after = verify(**options)
-    rate = events / seconds
-    say("")
-    say(f"{version}; {args.clients:,} clients, {events:,} keyed audit events")
-    say(f"floor: sha256 alone over canonical rows    {floor_rate:>12,.0f} events/s")
-    say(f"verify_audit (whole trail, console role)   {rate:>12,.0f} events/s  ({seconds:.1f} s)")
-    say(f"ratio verify / floor                       {rate / floor_rate:>12.3f}   (target ≥ 0.5)")
-    say(f"problems found: {problems or 'none'}")
-    say(f"peak RSS before / after verify: {rss_before / 1024:.0f} MiB / {rss_after / 1024:.0f} MiB")
-    if args.exact_verification:
-        exact_seconds, exact_events, exact_problems, _, _ = verify(exact=True)
-        exact_rate = exact_events / exact_seconds
-        say(f"ordered walk (exact=True, as before)       {exact_rate:>12,.0f} events/s  ({exact_seconds:.1f} s)")
-        say(f"ratio ordered walk / floor                 {exact_rate / floor_rate:>12.3f}")
-        say(f"speed-up COPY walk / ordered walk          {rate / exact_rate:>12.2f}")
-        say(f"ordered walk problems found: {exact_problems or 'none'}")
-    if args.baseline_verification:
-        base_seconds, base_events, base_problems, _, _ = verify(baseline_module(args.baseline_verification))
-        base_rate = base_events / base_seconds
-        name = Path(args.baseline_verification).name
-        say(f"baseline {name:<33} {base_rate:>12,.0f} events/s  ({base_seconds:.1f} s)")
-        say(f"ratio baseline / floor                     {base_rate / floor_rate:>12.3f}")
-        say(f"speed-up current / baseline                {rate / base_rate:>12.2f}")
-        say(f"baseline problems found: {base_problems or 'none'}")
+    report_verification(args, version)
     if args.drop:
         drop_database(args.database)
 
