@@ -25,7 +25,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
 # The suite's database fixtures (`django_db_setup` for all three aliases, `committed`), shared with tests/.
-from tests.conftest import committed, django_db_setup, make_client  # noqa: F401
+from tests.conftest import committed, django_db_setup, make_client, manage  # noqa: F401
 from tests_browser.console import Console, ServerLog
 from tests_browser.staff import Staff, staff_member
 

@@ -286,6 +286,32 @@ class Console:
         self.choose("action", action_label)
         self._navigating(self.driver.find_element(By.CSS_SELECTOR, "button[name=index]").click)
 
+    def filter_by_dates(self, title: str, start: str, end: str) -> None:
+        """A from/to date filter of a change list's sidebar (the audit list's), as the browser's own date
+        fields fill it (YYYY-MM-DD, whatever the locale shows), then Apply."""
+        filter_box = self.wait(
+            ec.presence_of_element_located((By.CSS_SELECTOR, f'details[data-filter-title="{title}"]')),
+            message=f"filter {title!r}",
+        )
+        start_field, end_field = filter_box.find_elements(By.CSS_SELECTOR, "input[type=date]")
+        self.driver.execute_script("arguments[0].value = arguments[2]; arguments[1].value = arguments[3]",
+                                   start_field, end_field, start, end)  # fmt: skip
+        self._navigating(filter_box.find_element(By.CSS_SELECTOR, "input[type=submit]").click)
+
+    def download_by_action(self, action_label: str, folder: Path, name: str) -> Path:
+        """On a change list: tick every row of the page, choose the action, Go, and wait for the file `name`
+        the answer downloads into `folder` (the page stays where it is)."""
+        self.driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(folder)})
+        toggle = self.driver.find_element(By.ID, "action-toggle")
+        if not toggle.is_selected():
+            toggle.click()
+        self.choose("action", action_label)
+        self.driver.find_element(By.CSS_SELECTOR, "button[name=index]").click()
+        path = folder / name
+        # Chromium writes `<name>.crdownload` and renames it when the download is complete.
+        self.wait(lambda d: path.is_file() and not list(folder.glob("*.crdownload")), message=f"download {name}")
+        return path
+
     # --- the clipboard -----------------------------------------------------------------------
 
     def allow_clipboard(self) -> None:

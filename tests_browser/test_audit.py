@@ -1,19 +1,23 @@
-"""Reading the trail: from the client's page to its events in the audit list, narrowed by action; one event's page."""
+"""Reading the trail: from the client's page to its events in the audit list, narrowed by action; one event's page;
+search, a date range, sign-ins shown or hidden; an export that verifies offline."""
 
 from __future__ import annotations
 
+import json
+
+from django.utils import timezone
 from selenium.webdriver.common.by import By
 
 from audit.models import AuditEvent
 from clients import services as client_services
-from tests_browser.staff import sign_in
+from tests_browser.staff import confirm_it_is_you, sign_in
 
 
 def column(console, name: str) -> list[str]:
     return [cell.text for cell in console.driver.find_elements(By.CSS_SELECTOR, f"#result_list .field-{name}")]
 
 
-def test_trail(console, platform_admin, make_client):
+def test_trail(console, platform_admin, make_client, manage, tmp_path):
     acme = make_client("acme", tier="pro")
     make_client("globex")
     client_services.deactivate_client(actor=platform_admin.user, client=acme, reason="contract paused")
@@ -61,3 +65,40 @@ def test_trail(console, platform_admin, make_client):
         assert console.readonly("chain_position").startswith(f"seq {event.seq} of the chain of acme")
         assert "verifies" in console.readonly("link_verification").lower()
         assert console.readonly("hash") == event.hash and console.readonly("prev_hash") == event.prev_hash
+
+    with console.step("searched by part of a label, in any case"):
+        console.open_model("audit.auditevent")
+        console.filter_by("q", "CME")
+        assert set(column(console, "client_code")) == {"acme"}, column(console, "client_code")
+        assert "client.deactivated" in column(console, "action")
+
+    with console.step("a date range: today has the events, a past year none"):
+        console.open_model("audit.auditevent")
+        today = timezone.now().date().isoformat()
+        console.filter_by_dates("date", today, today)
+        assert "client.deactivated" in column(console, "action")
+        console.filter_by_dates("date", "2020-01-01", "2020-12-31")
+        assert column(console, "action") == []
+
+    with console.step("sign-ins are hidden until shown"):
+        console.open_model("audit.auditevent")
+        assert "staff.login" not in column(console, "action")
+        console.click_link("shown", within='#changelist-filter details[data-filter-title="sign-ins"]')
+        assert "staff.login" in column(console, "action")
+
+    with console.step("exporting a client's events asks to confirm it is you"):
+        console.open_model("audit.auditevent")
+        console.filter_by_autocomplete("client", "acm", "acme — ")
+        shown = column(console, "action")
+        console.run_action("Export the selected events (JSON Lines)", ["client.deactivated"])
+        confirm_it_is_you(console, platform_admin)
+        console.expect_path("/admin/audit/auditevent/")
+
+    with console.step("exported: a JSON Lines file of those events that verifies offline"):
+        export = console.download_by_action("Export the selected events (JSON Lines)", tmp_path, "audit-events.jsonl")
+        lines = [json.loads(line) for line in export.read_text().splitlines()]
+        assert sorted(line["action"] for line in lines) == sorted(shown)
+        assert {line["client_code"] for line in lines} == {"acme"}
+        checked = manage("verify_audit", "--file", str(export))
+        assert checked.code == 0, checked.out + checked.err
+        assert AuditEvent.objects.filter(action="audit.exported", actor_label="alex").count() == 1
