@@ -314,5 +314,9 @@ LOGGING = {
         # Replaces Django's default `django` logger, which would print every record a second time.
         "django": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO"), "propagate": False},
         "django.db.backends": {"level": "WARNING"},
+        # django-axes: its start-up banner (on every command) and per-attempt notes stay out; its
+        # warnings (failures and lockouts, with the username and address masked) stay in. The trail
+        # records each lockout with the account (`staff.locked_out`).
+        "axes": {"level": "WARNING"},
     },
 }
