@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import connections
 
 from clients import dbroles
-from tests.conftest import connect_as
+from tests.conftest import connect_as, connect_as_superuser
 
 committed = pytest.mark.usefixtures("committed")
 FUNCTION = "api_authenticate(text, text, integer, text)"
@@ -42,7 +42,47 @@ def test_the_function_is_a_definer_with_a_pinned_search_path_owned_by_the_tables
         " FROM pg_class WHERE oid = 'clients_apikey'::regclass) FROM pg_proc p WHERE p.oid = %s::regprocedure",
         [FUNCTION],
     )
-    assert rows == [(True, ["search_path=pg_catalog, public"], True)]
+    assert rows == [(True, ["search_path=pg_catalog, public", "enable_seqscan=off"], True)]
+
+
+@committed
+def test_every_statement_of_the_function_is_an_index_lookup(world, make_key):
+    """Its plans (auto_explain, nested statements, sent to this session) read no table whole: the key
+    by prefix, the client by id, the data keys by client_id, the counters by their unique keys
+    (api/migrations/0005). Without the function's enable_seqscan=off, the planner hashes the whole
+    client and data-key tables for the key lookup at this size."""
+    key = make_key(world[0])
+    prefix, secret = key.split("_")[1], key.split("_", 2)[2]
+    digest = hashlib.sha256(secret.encode()).hexdigest()
+    plans: list[str] = []
+    with connect_as_superuser() as superuser:
+        # Statistics of small tables, as autovacuum keeps them: a table of a few pages is cheaper to
+        # read whole than through an index, by the planner's costs, unless the function says otherwise.
+        superuser.execute("ANALYZE clients_apikey, clients_client, vault_datakey, api_ratewindow, api_usage")
+        superuser.add_notice_handler(lambda notice: plans.append(notice.message_primary or ""))
+        for setting in (
+            "LOAD 'auto_explain'",
+            "SET auto_explain.log_min_duration = 0",
+            "SET auto_explain.log_nested_statements = on",
+            "SET auto_explain.log_level = notice",
+            "SET client_min_messages = notice",
+            "SET plan_cache_mode = force_generic_plan",  # the plan the pooled connections settle on
+            f"SET ROLE {settings.APP_ROLE}",
+        ):
+            superuser.execute(setting)
+        for call in range(4):
+            if call == 1:
+                # The first call inserted the key's counter rows (PostgreSQL's foreign-key checks ran
+                # then); every later request of the day updates them, the path measured here.
+                plans.clear()
+            row = superuser.execute(
+                "SELECT client_id FROM api_authenticate(%s, %s, 10, 'get_client')", [prefix, digest]
+            ).fetchone()
+            assert row == (world[0].pk,)
+    nested = [plan for plan in plans if "api_authenticate(" not in plan.split("\n", 1)[0]]
+    assert any("clients_apikey" in plan for plan in nested), plans  # the lookup was seen
+    assert any("api_usage" in plan for plan in nested), plans
+    assert not [plan for plan in nested if "Seq Scan" in plan or "Hash Join" in plan], nested
 
 
 @committed
