@@ -157,3 +157,52 @@ def test_the_function_counts_the_request_and_commits_asynchronously(world, make_
     assert app_connection.execute(call, [prefix, "0" * 64]).fetchall() == []
     app_connection.commit()
     assert _owner("SELECT sum(count) FROM api_usage")[0][0] == 1
+
+
+@committed
+def test_the_counters_are_updated_in_place_and_a_new_window_starts_at_one(world, make_key, app_connection):
+    """After a key's first request the function updates its rate window and usage counter rows
+    (api/migrations/0005) with the values the upsert wrote: one counter row per key, endpoint, class
+    and day — also for a key bound to no application (NULLS NOT DISTINCT) — a refusal counted as
+    4xx and rate_limited, and a window older than the current minute starting again at one."""
+    unbound = make_key(world[0], rate_limit=3)
+    bound = make_key(world[0], application=world[0].applications.order_by("app_code").first(), rate_limit=3)
+
+    def call(key: str) -> tuple:
+        prefix, secret = key.split("_")[1], key.split("_", 2)[2]
+        digest = hashlib.sha256(secret.encode()).hexdigest()
+        row = app_connection.execute(
+            "SELECT rate_used, rate_limit FROM api_authenticate(%s, %s, 10, 'get_client')", [prefix, digest]
+        ).fetchone()
+        app_connection.commit()
+        return row
+
+    def counters(key: str) -> list[tuple]:
+        return _owner(
+            "SELECT u.application_id IS NULL, u.status_class, u.count, u.rate_limited FROM api_usage u"
+            " JOIN clients_apikey a ON a.id = u.api_key_id WHERE a.prefix = %s ORDER BY u.status_class",
+            [key.split("_")[1]],
+        )
+
+    # Yesterday's counter of the same key, endpoint and class is left alone.
+    _owner(
+        "INSERT INTO api_usage (client_id, day, api_key_id, endpoint, status_class, count, rate_limited)"
+        " SELECT client_id, (now() AT TIME ZONE 'UTC')::date - 1, id, 'get_client', '2xx', 7, 0"
+        " FROM clients_apikey WHERE prefix = %s",
+        [unbound.split("_")[1]],
+    )
+    assert [call(unbound) for _ in range(5)] == [(1, 3), (2, 3), (3, 3), (4, 3), (5, 3)]
+    assert _owner("SELECT count FROM api_usage WHERE day < (now() AT TIME ZONE 'UTC')::date") == [(7,)]
+    _owner("DELETE FROM api_usage WHERE day < (now() AT TIME ZONE 'UTC')::date")
+    assert counters(unbound) == [(True, "2xx", 3, 0), (True, "4xx", 2, 2)]
+    assert [call(bound) for _ in range(2)] == [(1, 3), (2, 3)]
+    assert counters(bound) == [(False, "2xx", 2, 0)]
+    # The window of an earlier minute: the next request starts the current one at 1.
+    _owner(
+        "UPDATE api_ratewindow SET window_start = window_start - interval '1 minute' WHERE api_key_id ="
+        " (SELECT id FROM clients_apikey WHERE prefix = %s)",
+        [unbound.split("_")[1]],
+    )
+    assert call(unbound) == (1, 3)
+    assert counters(unbound) == [(True, "2xx", 4, 0), (True, "4xx", 2, 2)]
+    assert _owner("SELECT count(*) FROM api_ratewindow")[0][0] == 2
