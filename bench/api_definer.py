@@ -35,7 +35,7 @@ from bench.common import _conninfo, say  # noqa: E402
 ENDPOINT = "list_applications"
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -46,11 +46,20 @@ def main() -> None:
     )
     parser.add_argument("--calls", type=int, default=3000, help="timed calls per database and sequence (default 3000)")
     args = parser.parse_args()
-    databases = args.database or ["flows_bench_api"]
+    args.database = args.database or ["flows_bench_api"]
+    databases = args.database
     if args.calls < 1:
         parser.error("--calls must be at least 1")
     if any(not name.replace("_", "").isalnum() for name in databases):
         parser.error("--database must be letters, digits and underscores")
+    if len(set(databases)) < len(databases):
+        parser.error("--database names each database once")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    databases = args.database
 
     import django  # noqa: PLC0415
 
