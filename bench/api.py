@@ -22,7 +22,9 @@ the clients and their keys, for four paths:
 
 The bare views do the same work (tenant transaction as flows_app under RLS, the same selectors
 and services, JSON out) without django-ninja, authentication, rate limit and metering. Each
-round times every path for `--seconds`, in rotating order, after one untimed warm-up round.
+round times every path for `--seconds`, after one untimed warm-up round: per endpoint the API and
+the bare view alternate in slices of `--slice` seconds (default 1), so that drift in the load of
+the machine hits both alike.
 Reported: requests per second, p50 and p99 latency, the API/bare throughput ratio (target
 ≥ 0.8), and the database round trips per request, counted in this process at the driver
 (every statement a psycopg cursor sends and every BEGIN/COMMIT/ROLLBACK), split into what
@@ -72,6 +74,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=200, help="clients, one key each (default 200)")
     parser.add_argument("--seconds", type=float, default=5.0, help="seconds per path and round (default 5)")
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds (default 3)")
+    parser.add_argument(
+        "--slice", type=float, default=1.0,
+        help="seconds of one slice: API and bare alternate slice by slice within a round (default 1; "
+        "--slice as long as --seconds: one block per path and round)",
+    )  # fmt: skip
     parser.add_argument("--concurrency", type=int, default=8, help="load generator threads (default 8)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers (default 2)")
     parser.add_argument("--pool-size", type=int, default=4, help="DB_POOL_MAX_SIZE per worker (default 4)")
@@ -79,7 +86,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--drop", action="store_true", help="drop the benchmark database afterwards")
     args = parser.parse_args()
     for name, least in (("clients", 1), ("seconds", 0.5), ("rounds", 1), ("concurrency", 1), ("workers", 1),
-                        ("pool_size", 1)):  # fmt: skip
+                        ("pool_size", 1), ("slice", 0.25)):  # fmt: skip
         if getattr(args, name) < least:
             parser.error(f"--{name.replace('_', '-')} must be at least {least}")
     if not args.database.replace("_", "").isalnum():
@@ -348,15 +355,36 @@ def same_answers(port: int, world: list[dict]) -> None:
 
 
 def measure(args, port: int, world: list[dict]) -> dict:
+    """Each round gives every path `--seconds`, in slices of `--slice` seconds: per endpoint, the API
+    and the bare view alternate slice by slice (which one goes first alternating too), so that the
+    machine's drift — other work starting or stopping — falls on both alike. Each slice is one
+    `load()`: its threads start together and it ends when the last request in flight has answered,
+    so a slice's time includes the tail of its slowest requests (the slower path's, the API's, the
+    longer: the shorter the slice, the more this counts against the API, never for it)."""
     runs = [(name, bare) for name in PATHS for bare in (False, True)]
     results = {run: [] for run in runs}
-    say(f"warm-up: 1 s per path; then {args.rounds} rounds x {len(runs)} paths x {args.seconds:g} s …")
+    names = list(PATHS)
+    pairs = max(1, round(args.seconds / args.slice))
+    slice_seconds = args.seconds / pairs
+    say(
+        f"warm-up: 1 s per path; then {args.rounds} rounds x {len(runs)} paths x {args.seconds:g} s, "
+        f"API and bare alternating in slices of {slice_seconds:g} s …"
+    )
     for name, bare in runs:
         load(port, world, (name, bare), 1.0, args.concurrency)
     for round_number in range(args.rounds):
-        order = runs[round_number % len(runs) :] + runs[: round_number % len(runs)]
-        for name, bare in order:
-            results[(name, bare)].append(load(port, world, (name, bare), args.seconds, args.concurrency))
+        order = names[round_number % len(names) :] + names[: round_number % len(names)]
+        for name in order:
+            totals = {bare: {"requests": 0, "seconds": 0.0, "latencies": []} for bare in (False, True)}
+            for pair in range(pairs):
+                first = (pair + round_number) % 2 == 1  # bare first in every other pair
+                for bare in (first, not first):
+                    part = load(port, world, (name, bare), slice_seconds, args.concurrency)
+                    totals[bare]["requests"] += part["requests"]
+                    totals[bare]["seconds"] += part["seconds"]
+                    totals[bare]["latencies"].extend(part["latencies"])
+            for bare in (False, True):
+                results[(name, bare)].append(totals[bare])
         say(f"  round {round_number + 1} done")
     return results
 
@@ -373,7 +401,8 @@ def report(args, results: dict, trips: dict) -> None:
     say("")
     say(
         f"PostgreSQL {version}; gunicorn {args.workers} sync workers, pool {args.pool_size}; {args.clients} clients "
-        f"and keys; {args.concurrency} client threads; {args.rounds} rounds x {args.seconds:g} s per path"
+        f"and keys; {args.concurrency} client threads; {args.rounds} rounds x {args.seconds:g} s per path "
+        f"(API and bare alternating, slices of {args.seconds / max(1, round(args.seconds / args.slice)):g} s)"
     )
     say(f"{'endpoint':<28} {'path':<5} {'requests':>8} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'ratio':>6}")
     for name, (label, *_) in PATHS.items():

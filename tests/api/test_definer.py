@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import connections
 
 from clients import dbroles
-from tests.conftest import connect_as
+from tests.conftest import connect_as, connect_as_superuser
 
 committed = pytest.mark.usefixtures("committed")
 FUNCTION = "api_authenticate(text, text, integer, text)"
@@ -42,7 +42,47 @@ def test_the_function_is_a_definer_with_a_pinned_search_path_owned_by_the_tables
         " FROM pg_class WHERE oid = 'clients_apikey'::regclass) FROM pg_proc p WHERE p.oid = %s::regprocedure",
         [FUNCTION],
     )
-    assert rows == [(True, ["search_path=pg_catalog, public"], True)]
+    assert rows == [(True, ["search_path=pg_catalog, public", "enable_seqscan=off"], True)]
+
+
+@committed
+def test_every_statement_of_the_function_is_an_index_lookup(world, make_key):
+    """Its plans (auto_explain, nested statements, sent to this session) read no table whole: the key
+    by prefix, the client by id, the data keys by client_id, the counters by their unique keys
+    (api/migrations/0005). Without the function's enable_seqscan=off, the planner hashes the whole
+    client and data-key tables for the key lookup at this size."""
+    key = make_key(world[0])
+    prefix, secret = key.split("_")[1], key.split("_", 2)[2]
+    digest = hashlib.sha256(secret.encode()).hexdigest()
+    plans: list[str] = []
+    with connect_as_superuser() as superuser:
+        # Statistics of small tables, as autovacuum keeps them: a table of a few pages is cheaper to
+        # read whole than through an index, by the planner's costs, unless the function says otherwise.
+        superuser.execute("ANALYZE clients_apikey, clients_client, vault_datakey, api_ratewindow, api_usage")
+        superuser.add_notice_handler(lambda notice: plans.append(notice.message_primary or ""))
+        for setting in (
+            "LOAD 'auto_explain'",
+            "SET auto_explain.log_min_duration = 0",
+            "SET auto_explain.log_nested_statements = on",
+            "SET auto_explain.log_level = notice",
+            "SET client_min_messages = notice",
+            "SET plan_cache_mode = force_generic_plan",  # the plan the pooled connections settle on
+            f"SET ROLE {settings.APP_ROLE}",
+        ):
+            superuser.execute(setting)
+        for call in range(4):
+            if call == 1:
+                # The first call inserted the key's counter rows (PostgreSQL's foreign-key checks ran
+                # then); every later request of the day updates them, the path measured here.
+                plans.clear()
+            row = superuser.execute(
+                "SELECT client_id FROM api_authenticate(%s, %s, 10, 'get_client')", [prefix, digest]
+            ).fetchone()
+            assert row == (world[0].pk,)
+    nested = [plan for plan in plans if "api_authenticate(" not in plan.split("\n", 1)[0]]
+    assert any("clients_apikey" in plan for plan in nested), plans  # the lookup was seen
+    assert any("api_usage" in plan for plan in nested), plans
+    assert not [plan for plan in nested if "Seq Scan" in plan or "Hash Join" in plan], nested
 
 
 @committed
@@ -117,3 +157,52 @@ def test_the_function_counts_the_request_and_commits_asynchronously(world, make_
     assert app_connection.execute(call, [prefix, "0" * 64]).fetchall() == []
     app_connection.commit()
     assert _owner("SELECT sum(count) FROM api_usage")[0][0] == 1
+
+
+@committed
+def test_the_counters_are_updated_in_place_and_a_new_window_starts_at_one(world, make_key, app_connection):
+    """After a key's first request the function updates its rate window and usage counter rows
+    (api/migrations/0005) with the values the upsert wrote: one counter row per key, endpoint, class
+    and day — also for a key bound to no application (NULLS NOT DISTINCT) — a refusal counted as
+    4xx and rate_limited, and a window older than the current minute starting again at one."""
+    unbound = make_key(world[0], rate_limit=3)
+    bound = make_key(world[0], application=world[0].applications.order_by("app_code").first(), rate_limit=3)
+
+    def call(key: str) -> tuple:
+        prefix, secret = key.split("_")[1], key.split("_", 2)[2]
+        digest = hashlib.sha256(secret.encode()).hexdigest()
+        row = app_connection.execute(
+            "SELECT rate_used, rate_limit FROM api_authenticate(%s, %s, 10, 'get_client')", [prefix, digest]
+        ).fetchone()
+        app_connection.commit()
+        return row
+
+    def counters(key: str) -> list[tuple]:
+        return _owner(
+            "SELECT u.application_id IS NULL, u.status_class, u.count, u.rate_limited FROM api_usage u"
+            " JOIN clients_apikey a ON a.id = u.api_key_id WHERE a.prefix = %s ORDER BY u.status_class",
+            [key.split("_")[1]],
+        )
+
+    # Yesterday's counter of the same key, endpoint and class is left alone.
+    _owner(
+        "INSERT INTO api_usage (client_id, day, api_key_id, endpoint, status_class, count, rate_limited)"
+        " SELECT client_id, (now() AT TIME ZONE 'UTC')::date - 1, id, 'get_client', '2xx', 7, 0"
+        " FROM clients_apikey WHERE prefix = %s",
+        [unbound.split("_")[1]],
+    )
+    assert [call(unbound) for _ in range(5)] == [(1, 3), (2, 3), (3, 3), (4, 3), (5, 3)]
+    assert _owner("SELECT count FROM api_usage WHERE day < (now() AT TIME ZONE 'UTC')::date") == [(7,)]
+    _owner("DELETE FROM api_usage WHERE day < (now() AT TIME ZONE 'UTC')::date")
+    assert counters(unbound) == [(True, "2xx", 3, 0), (True, "4xx", 2, 2)]
+    assert [call(bound) for _ in range(2)] == [(1, 3), (2, 3)]
+    assert counters(bound) == [(False, "2xx", 2, 0)]
+    # The window of an earlier minute: the next request starts the current one at 1.
+    _owner(
+        "UPDATE api_ratewindow SET window_start = window_start - interval '1 minute' WHERE api_key_id ="
+        " (SELECT id FROM clients_apikey WHERE prefix = %s)",
+        [unbound.split("_")[1]],
+    )
+    assert call(unbound) == (1, 3)
+    assert counters(unbound) == [(True, "2xx", 4, 0), (True, "4xx", 2, 2)]
+    assert _owner("SELECT count(*) FROM api_ratewindow")[0][0] == 2
