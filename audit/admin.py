@@ -120,19 +120,19 @@ def _any(conditions: list[Q]) -> Q:
 
 
 def merged_page(rows, branches: list[Q], *, limit: int, ascending: bool):
-    """The newest (or, going back, oldest) `limit` events of `rows` matching any branch: a UNION ALL of the branches,
-    each ordered by time on its own index, merged (the planner's Merge Append reads a few rows of each), its ids
-    then read by primary key. One query."""
+    """The newest (or, going back, oldest) `limit` events of `rows` matching any branch: each branch's own newest
+    `limit` (one walk down its index, which is in time order), the union of those sorted, its ids then read by primary
+    key. At most `limit` rows per branch, however many events a label has. One query."""
+    ordering = ["occurred_at", "id"] if ascending else ["-occurred_at", "-id"]
     parts, params = [], []
     for condition in branches:
         try:
-            branch = rows.filter(condition).order_by().values_list("id", "occurred_at")
+            branch = rows.filter(condition).order_by(*ordering).values_list("id", "occurred_at")[:limit]
             sql, branch_params = branch.query.get_compiler(using=rows.db).as_sql()
         except EmptyResultSet:
             continue
         parts.append(f"({sql})")
         params += branch_params
-    ordering = ["occurred_at", "id"] if ascending else ["-occurred_at", "-id"]
     events = AuditEvent.objects.using(rows.db).order_by(*ordering)
     if not parts:
         return events.none()

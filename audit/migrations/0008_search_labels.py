@@ -79,6 +79,9 @@ END
 $$;
 DROP INDEX IF EXISTS auditevent_target_label_trgm;
 DROP INDEX IF EXISTS auditevent_actor_label_trgm;
+-- The planner's statistics of the new index expressions (upper(label)): how many events each label has.
+ANALYZE audit_auditevent;
+ANALYZE audit_searchlabel;
 """
 
 BACKWARD = f"""
