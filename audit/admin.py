@@ -69,7 +69,7 @@ def unsearchable(term: str) -> str | None:
 @dataclass
 class LabelSearch:
     """A search term resolved: `matches` is the condition every door applies (estimate, export, selection);
-    `branches` the same condition as disjoint parts each served by one index in time order; `walk` when the term
+    `branches` the same condition as parts each served by one index in time order; `walk` when the term
     matches more than LABEL_BRANCH_CAP labels (the page then walks the time index filtered by `matches`)."""
 
     matches: Q
@@ -96,15 +96,12 @@ def label_search(user, term: str) -> LabelSearch:
     if walk:
         substring = Q(actor_label__icontains=term) | Q(target_label__icontains=term)
         return LabelSearch(matches=substring | _any(exact), branches=[], walk=True)
-    # Disjoint parts, so that no event is on a page twice: each part excludes the events of the parts before it.
-    parts: list[Q] = [_upper("target_label", label) for label in labels[SearchLabel.Field.TARGET]]
-    by_target = _any(parts)
-    parts += [_upper("actor_label", label) & ~by_target for label in labels[SearchLabel.Field.ACTOR]]
-    before = _any(parts)
-    for condition in exact:
-        parts.append(condition & ~before)
-        before = before | condition
-    return LabelSearch(matches=before, branches=parts, walk=False)
+    # One part per label and per exact match, each served by its own index in time order. An event may match several
+    # parts: merged_page keeps it once.
+    parts = [_upper("target_label", label) for label in labels[SearchLabel.Field.TARGET]]
+    parts += [_upper("actor_label", label) for label in labels[SearchLabel.Field.ACTOR]]
+    parts += exact
+    return LabelSearch(matches=_any(parts), branches=parts, walk=False)
 
 
 def _upper(column: str, label: str) -> Q:
@@ -121,8 +118,10 @@ def _any(conditions: list[Q]) -> Q:
 
 def merged_page(rows, branches: list[Q], *, limit: int, ascending: bool):
     """The newest (or, going back, oldest) `limit` events of `rows` matching any branch: each branch's own newest
-    `limit` (one walk down its index, which is in time order), the union of those sorted, its ids then read by primary
-    key. At most `limit` rows per branch, however many events a label has. One query."""
+    `limit` (one walk down its index, which is in time order), the union of those without duplicates, sorted, its ids
+    then read by primary key. At most `limit` rows per branch, however many events a label has. One query.
+
+    Complete: an event among the newest `limit` of the union is among the newest `limit` of any branch it matches."""
     ordering = ["occurred_at", "id"] if ascending else ["-occurred_at", "-id"]
     parts, params = [], []
     for condition in branches:
@@ -140,6 +139,7 @@ def merged_page(rows, branches: list[Q], *, limit: int, ascending: bool):
     # Only Django's own compiled SQL and fixed words: every value is a parameter.
     ids = (
         f"SELECT branch.id FROM ({' UNION ALL '.join(parts)}) branch"  # noqa: S608
+        " GROUP BY branch.id, branch.occurred_at"
         f" ORDER BY branch.occurred_at {direction}, branch.id {direction} LIMIT {int(limit)}"
     )
     return events.filter(pk__in=RawSQL(ids, params))  # noqa: S611
