@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth import get_user_model
-from django.core.exceptions import PermissionDenied
-from django.db.models import Q
+from django.core.exceptions import EmptyResultSet, PermissionDenied
+from django.db.models import Q, Value
+from django.db.models.expressions import RawSQL
+from django.db.models.functions import Upper
+from django.db.models.lookups import Exact
 from django.http import JsonResponse, StreamingHttpResponse
 from django.urls import NoReverseMatch, path, reverse
 from django.utils import timezone
@@ -22,7 +26,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.html import format_html, format_html_join
 
 from audit import keys
-from audit.models import AuditEvent
+from audit.models import AuditEvent, SearchLabel
 from audit.selectors import (
     ACTION_GROUP_PREFIXES,
     EVENT_FIELDS,
@@ -45,6 +49,100 @@ CURSOR_PARAMETERS = (OLDER, NEWER)
 # Below this length a substring search cannot use the trigram indexes: only the exact matches run.
 MIN_SUBSTRING = 3
 AUTOCOMPLETE_LIMIT = 20
+# Up to this many matching labels, a search page is the newest events of each label, merged in time order (each one
+# a walk down its label's index); beyond it, the term is common, and walking the time index until a page is full is
+# the fast plan. Either way the same number of queries (docs/audit.md, "Search").
+LABEL_BRANCH_CAP = 40
+
+
+def unsearchable(term: str) -> str | None:
+    """Why a term cannot be sent to PostgreSQL at all (its text holds neither), or None."""
+    if "\x00" in term:
+        return "a NUL character"
+    try:
+        term.encode()
+    except UnicodeEncodeError:
+        return "a character that is not valid Unicode text"
+    return None
+
+
+@dataclass
+class LabelSearch:
+    """A search term resolved: `matches` is the condition every door applies (estimate, export, selection);
+    `branches` the same condition as parts each served by one index in time order; `walk` when the term
+    matches more than LABEL_BRANCH_CAP labels (the page then walks the time index filtered by `matches`)."""
+
+    matches: Q
+    branches: list[Q]
+    walk: bool
+
+
+def label_search(user, term: str) -> LabelSearch:
+    """Actor and target labels by case-insensitive substring (3 characters or more), target id, request id and the
+    code of a client the user may see, exactly. Two queries: the client code, and the matching labels (capped)."""
+    exact = [Q(target_id=term), Q(request_id=term)]
+    client_id = visible_clients(user).using(read_alias()).filter(code=term.lower()).values_list("pk", flat=True).first()
+    if client_id is not None:
+        exact.append(Q(client_id=client_id))
+    labels: dict[str, list[str]] = {SearchLabel.Field.ACTOR: [], SearchLabel.Field.TARGET: []}
+    walk = False
+    if len(term) >= MIN_SUBSTRING:
+        # `label LIKE '%' || escaped(UPPER(term)) || '%'`: the same UPPER as the stored labels and the events' index.
+        found = SearchLabel.objects.using(read_alias()).filter(label__contains=Upper(Value(term)))
+        found = list(found.values_list("field", "label")[: LABEL_BRANCH_CAP + 1])
+        walk = len(found) > LABEL_BRANCH_CAP
+        for field, label in found:
+            labels[field].append(label)
+    if walk:
+        substring = Q(actor_label__icontains=term) | Q(target_label__icontains=term)
+        return LabelSearch(matches=substring | _any(exact), branches=[], walk=True)
+    # One part per label and per exact match, each served by its own index in time order. An event may match several
+    # parts: merged_page keeps it once.
+    parts = [_upper("target_label", label) for label in labels[SearchLabel.Field.TARGET]]
+    parts += [_upper("actor_label", label) for label in labels[SearchLabel.Field.ACTOR]]
+    parts += exact
+    return LabelSearch(matches=_any(parts), branches=parts, walk=False)
+
+
+def _upper(column: str, label: str) -> Q:
+    # The left-hand side as the index spells it: UPPER("audit_auditevent"."<column>") = '<LABEL>'.
+    return Q(Exact(Upper(column), label))
+
+
+def _any(conditions: list[Q]) -> Q:
+    combined = Q(pk__in=[])
+    for condition in conditions:
+        combined |= condition
+    return combined
+
+
+def merged_page(rows, branches: list[Q], *, limit: int, ascending: bool):
+    """The newest (or, going back, oldest) `limit` events of `rows` matching any branch: each branch's own newest
+    `limit` (one walk down its index, which is in time order), the union of those without duplicates, sorted, its ids
+    then read by primary key. At most `limit` rows per branch, however many events a label has. One query.
+
+    Complete: an event among the newest `limit` of the union is among the newest `limit` of any branch it matches."""
+    ordering = ["occurred_at", "id"] if ascending else ["-occurred_at", "-id"]
+    parts, params = [], []
+    for condition in branches:
+        try:
+            branch = rows.filter(condition).order_by(*ordering).values_list("id", "occurred_at")[:limit]
+            sql, branch_params = branch.query.get_compiler(using=rows.db).as_sql()
+        except EmptyResultSet:
+            continue
+        parts.append(f"({sql})")
+        params += branch_params
+    events = AuditEvent.objects.using(rows.db).order_by(*ordering)
+    if not parts:
+        return events.none()
+    direction = "ASC" if ascending else "DESC"
+    # Only Django's own compiled SQL and fixed words: every value is a parameter.
+    ids = (
+        f"SELECT branch.id FROM ({' UNION ALL '.join(parts)}) branch"  # noqa: S608
+        " GROUP BY branch.id, branch.occurred_at"
+        f" ORDER BY branch.occurred_at {direction}, branch.id {direction} LIMIT {int(limit)}"
+    )
+    return events.filter(pk__in=RawSQL(ids, params))  # noqa: S611
 
 
 def _autocomplete_media() -> tuple[list[str], dict[str, list[str]]]:
@@ -291,7 +389,10 @@ class KeysetChangeList(ChangeList):
         cursor = self._cursor(request)
         for name in CURSOR_PARAMETERS:
             self.params.pop(name, None)  # the search form's hidden fields: a new search starts from the newest
-        rows = self.queryset
+        search = getattr(request, "audit_search", None)
+        # With a search by branches, each branch starts from the queryset as filtered before the search.
+        rows = self.queryset if search is None or search[1].walk else search[0]
+        ascending = cursor is not None and cursor[0] == NEWER
         if cursor is not None:
             direction, moment, event_id = cursor
             if direction == OLDER:
@@ -303,7 +404,10 @@ class KeysetChangeList(ChangeList):
                 rows = rows.filter(occurred_at__gte=moment).filter(
                     Q(occurred_at__gt=moment) | Q(occurred_at=moment, id__gt=event_id)
                 )
-                rows = rows.order_by("occurred_at", "id")
+        if ascending:
+            rows = rows.order_by("occurred_at", "id")
+        if search is not None and not search[1].walk:
+            rows = merged_page(rows, search[1].branches, limit=per_page + 1, ascending=ascending)
         page = list(rows[: per_page + 1])
         more = len(page) > per_page
         page = page[:per_page]
@@ -372,15 +476,12 @@ class AuditEventAdmin(ClientScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAdm
         term = search_term.strip()[:200]
         if not term:
             return queryset, False
-        matches = Q(target_id=term) | Q(request_id=term)
-        client_id = (
-            visible_clients(request.user).using(read_alias()).filter(code=term.lower()).values_list("pk", flat=True)
-        ).first()
-        if client_id is not None:
-            matches |= Q(client_id=client_id)
-        if len(term) >= MIN_SUBSTRING:
-            matches |= Q(actor_label__icontains=term) | Q(target_label__icontains=term)
-        return queryset.filter(matches), False
+        if problem := unsearchable(term):
+            messages.error(request, f"Nothing was searched: the term contains {problem}.")
+            return queryset.none(), False
+        search = label_search(request.user, term)
+        request.audit_search = (queryset, search)  # KeysetChangeList.get_results reads the page by branches
+        return queryset.filter(search.matches), False
 
     def get_urls(self):
         view = self.admin_site.admin_view

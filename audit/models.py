@@ -1,6 +1,8 @@
 """AuditEvent: one append-only row per change, hash-chained per client so tampering is detectable."""
 
 from django.db import models
+from django.db.models import F
+from django.db.models.functions import Upper
 
 # The event vocabulary, for the admin's action filter and for readers of the trail.
 KNOWN_ACTIONS = [
@@ -126,9 +128,17 @@ class AuditEvent(models.Model):
             models.Index(fields=["action", "-occurred_at"], name="auditevent_action_time"),
             models.Index(fields=["actor_type", "actor_id", "-occurred_at"], name="auditevent_actor_time"),
             models.Index(fields=["target_type", "target_id"], name="auditevent_target"),
-            # The changelist's exact searches; its substring searches use trigram indexes (migration 0006).
+            # The changelist's exact searches.
             models.Index(fields=["target_id"], name="auditevent_target_id"),
             models.Index(fields=["request_id"], name="auditevent_request"),
+            # Its substring searches: the matching labels come from SearchLabel (trigram), then the events of each
+            # label newest first, by equality on the expression Django's icontains compiles to (UPPER(col)).
+            models.Index(
+                Upper("actor_label"), F("occurred_at").desc(), F("id").desc(), name="auditevent_actor_label_time"
+            ),
+            models.Index(
+                Upper("target_label"), F("occurred_at").desc(), F("id").desc(), name="auditevent_target_label_time"
+            ),
         ]
         permissions = [("export_auditevent", "Can export audit events")]
 
@@ -186,3 +196,29 @@ class Checkpoint(models.Model):
 
     def __str__(self):
         return f"{self.chain} @ {self.seq}"
+
+
+class SearchLabel(models.Model):
+    """One distinct actor or target label of the trail, upper-cased: where the changelist's substring search looks.
+
+    The trail repeats its labels (a staff user's name, a secret's name), so this table stays thousands of
+    rows where the trail holds millions; a term is matched here by trigram, and the events by equality on
+    `auditevent_actor_label_time` / `auditevent_target_label_time` (docs/audit.md, "Search"). Kept by the
+    trigger `audit_event_feeds_search_labels` (audit/migrations/0008) as the owner, whoever inserts the event;
+    the console role may only read it, the tenant role holds nothing on it. No client_id: a label may belong
+    to several clients, and the table is only ever used to find events, which are then scoped as always.
+    """
+
+    class Field(models.TextChoices):
+        ACTOR = "actor", "actor label"
+        TARGET = "target", "target label"
+
+    id = models.BigAutoField(primary_key=True)
+    field = models.CharField(max_length=6, choices=Field.choices)
+    label = models.TextField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["field", "label"], name="audit_searchlabel_field_label")]
+
+    def __str__(self):
+        return f"{self.field}: {self.label}"

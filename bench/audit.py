@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import hmac
+import importlib
 import json
 import os
 import random
@@ -78,6 +79,10 @@ def parse_args() -> argparse.Namespace:
         action="store_true",
         help="also time the ordered walk (verify_database(exact=True), the walk before the COPY one), side by side",
     )
+    parser.add_argument(
+        "--record-cost", type=int, default=0, metavar="N",
+        help="also time N record() calls per round with the search-label trigger on and off (audit/migrations/0008)",
+    )  # fmt: skip
     parser.add_argument("--workers", type=int, help="worker processes of the COPY walk (default: verify_audit's)")
     parser.add_argument(
         "--export-rows",
@@ -151,7 +156,7 @@ def load(args) -> None:
     """Clients and keyed chains with COPY, as the owner, unless they are already there."""
     from django.db import connections, transaction  # noqa: PLC0415
 
-    from audit.models import AuditEvent, ChainHead, Checkpoint  # noqa: PLC0415
+    from audit.models import AuditEvent, ChainHead, Checkpoint, SearchLabel  # noqa: PLC0415
     from clients.dbroles import APPEND_ONLY_TABLES  # noqa: PLC0415
     from clients.models import Client  # noqa: PLC0415
 
@@ -180,7 +185,8 @@ def load(args) -> None:
         for table in (*APPEND_ONLY_TABLES, heads_table):
             cursor.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
         cursor.execute(
-            f"TRUNCATE {events_table}, {heads_table}, {checkpoints_table}, {clients_table} RESTART IDENTITY CASCADE"
+            f"TRUNCATE {events_table}, {heads_table}, {checkpoints_table}, {clients_table},"
+            f" {SearchLabel._meta.db_table} RESTART IDENTITY CASCADE"
         )
         clients = [(uuid.UUID(int=rng.getrandbits(128), version=4), f"bench-{n:05d}") for n in range(args.clients)]
         now = datetime.now(UTC)
@@ -191,6 +197,8 @@ def load(args) -> None:
             for n, (client_id, code) in enumerate(clients):
                 copy.write_row((client_id, code, f"Bench {n}", f"{code}.bench.test", "EU", "active", now, now, "pro"))
         copy_chains(cursor, args, rng, clients, started=started)
+        # The triggers were off: the search table gets the labels as the migration's backfill gives them.
+        cursor.execute(importlib.import_module("audit.migrations.0008_search_labels").BACKFILL)
         for table in (*APPEND_ONLY_TABLES, heads_table):
             cursor.execute(f"ALTER TABLE {table} ENABLE TRIGGER USER")
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
@@ -361,6 +369,40 @@ def export(args) -> list[tuple[str, int, float]]:
     return results
 
 
+def record_cost(args) -> None:
+    """What the search table's trigger adds to one record(): rounds of N events (each its own transaction, as the
+    console role, into one client's chain), the trigger on and off alternately; labels already known, and a new
+    target label every event (the worst case: one more row and its trigram entries)."""
+    from django.db import connections, transaction  # noqa: PLC0415
+
+    from audit.services import record  # noqa: PLC0415
+    from clients.models import Client  # noqa: PLC0415
+
+    client = Client.objects.get(code="bench-00042")
+    samples: dict[tuple[str, bool], list[float]] = {}
+    for round_number in range(6):
+        for labels in ("known labels", "a new label each"):
+            for trigger in (True, False) if round_number % 2 == 0 else (False, True):
+                with connections["default"].cursor() as cursor:
+                    verb = "ENABLE" if trigger else "DISABLE"
+                    cursor.execute(f"ALTER TABLE audit_auditevent {verb} TRIGGER audit_event_feeds_search_labels")
+                began = time.perf_counter()
+                for _ in range(args.record_cost):
+                    label = f"bench-00042 stripe webhook_secret{'' if labels == 'known labels' else uuid.uuid4()}"
+                    with transaction.atomic(using="console"):
+                        record(actor=None, action="secret.used", client=client, target_label=label, using="console")
+                if round_number:  # the first round warms up
+                    samples.setdefault((labels, trigger), []).append((time.perf_counter() - began) / args.record_cost)
+    with connections["default"].cursor() as cursor:
+        cursor.execute("ALTER TABLE audit_auditevent ENABLE TRIGGER audit_event_feeds_search_labels")
+    say("")
+    say(f"record(), one event per transaction, median of 5 rounds of {args.record_cost}: label trigger on / off")
+    for labels in ("known labels", "a new label each"):
+        on = statistics.median(samples[(labels, True)])
+        off = statistics.median(samples[(labels, False)])
+        say(f"{labels:<20} {on * 1e6:>8.0f} µs / {off * 1e6:>8.0f} µs   ratio {on / off:.3f}")
+
+
 def point_at(database: str) -> None:
     """Every alias at `database`, reconnecting (the comparison alternates between two databases)."""
     from django.conf import settings  # noqa: PLC0415
@@ -524,6 +566,8 @@ def main() -> None:
         databases = [args.database, args.changelist_against]
         report_changelist(args, changelist(args, databases), databases)
         point_at(args.database)
+    if args.record_cost:
+        record_cost(args)
     if args.export_rows:
         say("")
         say(f"export of the newest {args.export_rows:,} events (--since), console role, output discarded")

@@ -32,6 +32,8 @@ CONSOLE_GRANTS: dict[str, str] = {
     "audit.AuditEvent": "SELECT, INSERT",
     "audit.ChainHead": "SELECT, INSERT, UPDATE (seq, hash)",
     "audit.Checkpoint": "SELECT, INSERT",  # audit_checkpoint appends; verify_audit --resume reads
+    # The trail's distinct labels, for the changelist's search: read only, written by the events' trigger as the owner.
+    "audit.SearchLabel": "SELECT",
     "clients.JobLock": "SELECT, INSERT, UPDATE (name)",  # FOR UPDATE needs an UPDATE grant
     "vault.DataKey": "SELECT, INSERT, UPDATE",  # destroyed by erasure, never deleted
     "vault.Secret": DML,
@@ -129,6 +131,8 @@ RULE_TRIGGERS = (
     ("audit_auditevent", "audit_event_links_to_head"),
     ("audit_auditevent", "audit_event_moves_head"),
     ("audit_auditevent", "audit_event_fixed_by_db"),
+    # Every event's labels reach the search table (audit/migrations/0008).
+    ("audit_auditevent", "audit_event_feeds_search_labels"),
     ("vault_secret", "secret_usage_forward"),
     # The dashboard's summary follows every write to the invitations (reports/migrations/0001).
     ("invitations_invitation", "invitation_summary_insert"),
