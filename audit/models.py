@@ -207,6 +207,7 @@ class SearchLabel(models.Model):
     trigger `audit_event_feeds_search_labels` (audit/migrations/0008) as the owner, whoever inserts the event;
     the console role may only read it, the tenant role holds nothing on it. No client_id: a label may belong
     to several clients, and the table is only ever used to find events, which are then scoped as always.
+    A label may stand twice (two writers that added it at the same moment); readers take it once.
     """
 
     class Field(models.TextChoices):
@@ -218,7 +219,10 @@ class SearchLabel(models.Model):
     label = models.TextField()
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["field", "label"], name="audit_searchlabel_field_label")]
+        # Not unique: a unique index would make a writer wait for any other transaction that inserted the same new
+        # label, whichever client it writes for (and two writers taking two new labels in opposite orders deadlock).
+        # Two writers racing on one new label may both add it; readers take each label once (audit 0009).
+        indexes = [models.Index(fields=["field", "label"], name="audit_searchlabel_lookup")]
 
     def __str__(self):
         return f"{self.field}: {self.label}"

@@ -4,6 +4,7 @@ role that writes events, closed to the tenant role, and finding exactly what a p
 from __future__ import annotations
 
 import re
+import threading
 
 import psycopg
 import pytest
@@ -126,6 +127,80 @@ def test_the_console_role_may_only_read_the_label_table(committed, make_client):
         connection.execute("INSERT INTO audit_searchlabel (field, label) VALUES ('target', 'PLANTED')")
 
 
+def _record_in_turn(client, labels: list[str], *, mine: threading.Event, theirs: threading.Event, hold: bool):
+    """record() one event per label for `client` in one console transaction (lock_timeout 5 s), waiting between them
+    for the other writer; what happened: "committed" or the error's class and first line."""
+    try:
+        with transaction.atomic(using=settings.CONSOLE_DB_ALIAS):
+            with connections[settings.CONSOLE_DB_ALIAS].cursor() as cursor:
+                cursor.execute("SET LOCAL lock_timeout = '5s'")
+            for label in labels:
+                record(actor=None, action="secret.used", client=client, target_label=label)
+                mine.set()
+                if hold or label != labels[-1]:
+                    theirs.wait(10)
+        return "committed"
+    except Exception as error:  # the outcome is the assertion
+        return f"{type(error).__name__}: {str(error).splitlines()[0]}"
+    finally:
+        connections[settings.CONSOLE_DB_ALIAS].close()
+
+
+def _both(first, second) -> tuple[str, str]:
+    outcomes = [None, None]
+
+    def run(index, call):
+        outcomes[index] = call()
+
+    threads = [threading.Thread(target=run, args=(0, first)), threading.Thread(target=run, args=(1, second))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return outcomes[0], outcomes[1]
+
+
+def test_writers_of_different_clients_do_not_wait_on_each_other_for_a_new_label(committed, make_client):
+    """The second client's writer records a label the first one's open transaction has just added: it goes on at
+    once (under 0008's unique index it waited for the first to end; found by the review)."""
+    acme, globex = make_client("acme"), make_client("globex")
+    label = "A label new to the trail"
+    acme_holds, globex_done = threading.Event(), threading.Event()
+
+    def second():
+        assert acme_holds.wait(10)
+        try:
+            return _record_in_turn(globex, [label], mine=globex_done, theirs=threading.Event(), hold=False)
+        finally:
+            globex_done.set()
+
+    acme_outcome, globex_outcome = _both(
+        lambda: _record_in_turn(acme, [label], mine=acme_holds, theirs=globex_done, hold=True), second
+    )
+    assert (acme_outcome, globex_outcome) == ("committed", "committed")
+    assert SearchLabel.objects.filter(label=label.upper()).count() in (1, 2)  # two writers at once may both add it
+
+
+def test_two_writers_taking_two_new_labels_in_opposite_orders_both_commit(committed, make_client):
+    """Acme records A then B while globex records B then A, each waiting for the other in between: no deadlock."""
+    acme, globex = make_client("acme"), make_client("globex")
+    acme_step, globex_step = threading.Event(), threading.Event()
+    outcomes = _both(
+        lambda: _record_in_turn(acme, ["Label A", "Label B"], mine=acme_step, theirs=globex_step, hold=False),
+        lambda: _record_in_turn(globex, ["Label B", "Label A"], mine=globex_step, theirs=acme_step, hold=False),
+    )
+    assert outcomes == ("committed", "committed")
+
+
+def test_a_label_that_stands_twice_is_searched_once(committed, client, staff, trail, small_pages):  # noqa: F811
+    with connections["default"].cursor() as cursor:  # as the owner: what two writers racing on one label leave
+        cursor.execute("INSERT INTO audit_searchlabel (field, label) VALUES ('target', 'ACME SLACK WEBHOOK')")
+    assert SearchLabel.objects.filter(label="ACME SLACK WEBHOOK").count() == 2
+    assert found(client, "slack") == expected("slack")
+    labels = audit_admin.label_search(staff, "slack")
+    assert len(labels.branches) == len(set(map(str, labels.branches)))
+
+
 # --- Same results as icontains, by either plan ---------------------------------------------------
 
 
@@ -200,6 +275,29 @@ def test_a_scoped_user_finds_only_their_clients_events(client, trail):
         finally:
             audit_admin.LABEL_BRANCH_CAP = saved
         assert shown and {e.client_code for e in shown} == {"acme"}
+
+
+@db
+def test_a_scoped_user_sees_more_than_n_where_staff_for_all_clients_see_the_estimate(client, staff, trail, small_pages):  # noqa: F811
+    """The planner's estimate comes from every client's statistics: staff granted some clients get "more than N"
+    (found by the review: a search for a common label showed another client's volume), and no EXPLAIN is run."""
+    from django.contrib.auth.models import Permission, User
+
+    from staff.services import create_staff_user, grant_client_access
+
+    acme, _ = trail
+    url = reverse(CHANGELIST) + "?q=acme"  # acme's code: all its events, more than a page of two
+    response, sql = captured(client, url)  # `staff` sees every client
+    assert "an estimate" in response.content.decode() and any(q.startswith("EXPLAIN") for q in sql)
+    user = create_staff_user(actor=None, username="support", email="support@thepia.net", role="Support")
+    grant_client_access(actor=None, user=user, client=acme)
+    user = User.objects.get(pk=user.pk)
+    user.user_permissions.add(Permission.objects.get(codename="view_auditevent"))
+    client.force_login(user)
+    response, sql = captured(client, url)
+    page = response.content.decode()
+    assert "more than 2 audit events" in page and "an estimate" not in page
+    assert not any(q.startswith("EXPLAIN") for q in sql)
 
 
 @db
