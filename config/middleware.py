@@ -48,6 +48,21 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+_QUERY_STRING = re.compile(r"\?[^\s\"]*")
+
+
+class QueryStringFilter(logging.Filter):
+    """The development server's request lines without their query strings: a search term, a filter value or a token
+    in a URL can be personal data or a secret (`"GET /admin/audit/auditevent/?q=… HTTP/1.1"` is logged as `?…`)."""
+
+    def filter(self, record):
+        if isinstance(record.args, tuple):
+            record.args = tuple(_QUERY_STRING.sub("?…", arg) if isinstance(arg, str) else arg for arg in record.args)
+        elif isinstance(record.msg, str):
+            record.msg = _QUERY_STRING.sub("?…", record.msg)
+        return True
+
+
 def _unstorable(request) -> str | None:
     """Where the request carries a NUL character (PostgreSQL text cannot hold one), or None."""
     if "\x00" in request.path:

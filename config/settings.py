@@ -305,9 +305,19 @@ CONTENT_SECURITY_POLICY = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "config.middleware.RequestIdFilter"}},
+    "filters": {
+        "request_id": {"()": "config.middleware.RequestIdFilter"},
+        "no_query_string": {"()": "config.middleware.QueryStringFilter"},
+    },
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["request_id"]}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["request_id"]},
+        "server": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["request_id", "no_query_string"],
+        },
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     # Django's request logger prints the request line only; SQL logging stays off (it could carry data).
     "loggers": {
@@ -318,5 +328,7 @@ LOGGING = {
         # warnings (failures and lockouts, with the username and address masked) stay in. The trail
         # records each lockout with the account (`staff.locked_out`).
         "axes": {"level": "WARNING"},
+        # The development server's request lines (`make run`), without their query strings.
+        "django.server": {"handlers": ["server"], "level": "INFO", "propagate": False},
     },
 }
