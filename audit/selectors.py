@@ -79,6 +79,20 @@ def export_queryset(*, client_id=None, since: datetime | None = None):
     return events
 
 
+def copy_blocks(copy, size: int) -> Iterator[bytes]:
+    """What a `COPY … TO STDOUT` sends, one message a row, gathered into blocks of whole lines of about `size`
+    bytes, each joined once."""
+    rows, gathered = [], 0
+    for data in copy:
+        rows.append(data)
+        gathered += len(data)
+        if gathered >= size:
+            yield b"".join(rows)
+            rows, gathered = [], 0
+    if rows:
+        yield b"".join(rows)
+
+
 def copied_export(events, export_format: str, *, copied: Callable[[int], None] | None = None) -> Iterator[bytes]:
     """The export of a queryset (the command's filter, or the admin's filtered and scoped view) by chain then seq,
     as JSON Lines or CSV text written by PostgreSQL through COPY, in blocks of whole lines (UTF-8). The queryset's
@@ -89,15 +103,7 @@ def copied_export(events, export_format: str, *, copied: Callable[[int], None] |
     statement = f"COPY (SELECT {select} FROM ({sql}) AS e ORDER BY e.client_id, e.chain, e.seq) TO STDOUT ({options})"  # noqa: S608
     with connections[inner.db].cursor() as cursor:
         with cursor.cursor.copy(statement, params or None) as copy:
-            rows, size = [], 0
-            for data in copy:  # one message per row
-                rows.append(data)
-                size += len(data)
-                if size >= EXPORT_BLOCK:
-                    yield b"".join(rows)
-                    rows, size = [], 0
-            if rows:
-                yield b"".join(rows)
+            yield from copy_blocks(copy, EXPORT_BLOCK)
         if copied is not None:
             copied(cursor.cursor.rowcount)  # the events COPY wrote (a CSV line may hold a line break)
 

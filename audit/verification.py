@@ -43,7 +43,7 @@ from django.db.models.sql.constants import MULTI
 
 from audit import fastcheck, keys
 from audit.models import AuditEvent, ChainHead, Checkpoint
-from audit.selectors import CHUNK_SIZE, EVENT_FIELDS
+from audit.selectors import CHUNK_SIZE, EVENT_FIELDS, copy_blocks
 from audit.services import GENESIS_HASH, checkpoint_message, event_hash, hashed_fields
 
 
@@ -488,16 +488,7 @@ def _copy_blocks(events) -> Iterator[bytes]:
         cursor.execute("SET LOCAL DateStyle = 'ISO'")
         statement = f"COPY (SELECT {columns} FROM {table}{where}) TO STDOUT (NULL '')"  # noqa: S608 - model's names
         with cursor.cursor.copy(statement, params or None) as copy:
-            # COPY TO sends a message per row: gathered into blocks, joined once.
-            rows, size = [], 0
-            for data in copy:
-                rows.append(data)
-                size += len(data)
-                if size >= COPY_BLOCK:
-                    yield b"".join(rows)
-                    rows, size = [], 0
-            if rows:
-                yield b"".join(rows)
+            yield from copy_blocks(copy, COPY_BLOCK)
 
 
 def _checked_blocks(blocks: Iterator[bytes], keyring: dict, skipped: frozenset, workers: int) -> Iterator[tuple]:
